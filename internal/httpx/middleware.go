@@ -1,0 +1,182 @@
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type ctxKey int
+
+const (
+	loggerKey ctxKey = iota
+	requestIDKey
+)
+
+// RequestIDHeader carries the request ID between services and back to clients.
+const RequestIDHeader = "X-Request-ID"
+
+// Logger returns the request-scoped logger (with request_id), or a discarding one.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return discard
+}
+
+// RequestID returns the request's ID, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// WithLogger stores a logger in ctx (consumers use it for message-scoped loggers).
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey, l)
+}
+
+// NewID returns a random 16-hex-digit identifier.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Middleware is the common chain: request ID, panic recovery, access log,
+// metrics and a per-request deadline (0 = none). Health and metrics routes
+// are logged at debug level only.
+func Middleware(log *slog.Logger, m *Metrics, timeout time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			id := r.Header.Get(RequestIDHeader)
+			if !validID(id) {
+				id = NewID()
+			}
+			w.Header().Set(RequestIDHeader, id)
+			rl := log.With("request_id", id)
+			ctx := context.WithValue(r.Context(), requestIDKey, id)
+			ctx = context.WithValue(ctx, loggerKey, rl)
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					rl.Error("panic in handler", "panic", p, "path", r.URL.Path)
+					if !sw.wrote {
+						Text(sw, http.StatusInternalServerError, "internal server error")
+					}
+				}
+				route := chi.RouteContext(ctx)
+				pattern := ""
+				if route != nil {
+					pattern = route.RoutePattern()
+				}
+				if pattern == "" {
+					pattern = "unmatched"
+				}
+				d := time.Since(start)
+				if m != nil {
+					m.requests.WithLabelValues(r.Method, pattern, strconv.Itoa(sw.status())).Inc()
+					m.duration.WithLabelValues(r.Method, pattern).Observe(d.Seconds())
+				}
+				lvl := slog.LevelInfo
+				if pattern == "/healthz" || pattern == "/readyz" || pattern == "/metrics" {
+					lvl = slog.LevelDebug
+				}
+				rl.Log(ctx, lvl, "http request", "method", r.Method, "path", r.URL.Path,
+					"route", pattern, "status", sw.status(), "bytes", sw.n,
+					"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
+			}()
+			next.ServeHTTP(sw, r.WithContext(ctx))
+		})
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+	n     int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) status() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes through for streaming responses.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Metrics are the HTTP server metrics.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the HTTP metrics in reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests by method, route and status.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "HTTP request duration by method and route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}

@@ -1,0 +1,81 @@
+package httpx
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// StatusError is an error with the status and the plain-text body a client
+// may see. Handlers return it for client errors; anything else is a 500.
+type StatusError struct {
+	Status int
+	Body   string
+	Header http.Header // optional extra headers (e.g. Retry-After)
+	Err    error       // optional cause, logged, never shown
+}
+
+func (e *StatusError) Error() string {
+	if e.Err != nil {
+		return e.Body + ": " + e.Err.Error()
+	}
+	return e.Body
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// Errorf-free constructor for the common case.
+func Status(status int, body string) *StatusError { return &StatusError{Status: status, Body: body} }
+
+// ErrorRule maps a sentinel error to what the client sees.
+type ErrorRule struct {
+	Err    error
+	Status int
+	Body   string
+}
+
+// Responder turns errors into responses: first a StatusError, then the rules
+// (checked with errors.Is, in order), else 500 with a safe body. Every 5xx is
+// logged with its cause; the client never sees internal error text.
+type Responder struct {
+	Rules []ErrorRule
+}
+
+// Error writes err as a response.
+func (rs Responder) Error(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := http.StatusInternalServerError, "internal server error"
+	var se *StatusError
+	if errors.As(err, &se) {
+		status, body = se.Status, se.Body
+		for k, vs := range se.Header {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+	} else {
+		for _, rule := range rs.Rules {
+			if errors.Is(err, rule.Err) {
+				status, body = rule.Status, rule.Body
+				break
+			}
+		}
+	}
+	log := Logger(r.Context())
+	if status >= 500 {
+		log.Error("request failed", "status", status, "err", err)
+	} else {
+		log.Debug("request refused", "status", status, "err", err)
+	}
+	Text(w, status, body)
+}
+
+// Text writes a plain-text body, as the original Flask services did.
+func Text(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// discard is used when no logger is in the context.
+var discard = slog.New(slog.DiscardHandler)

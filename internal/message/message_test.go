@@ -1,0 +1,46 @@
+package message
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestDecode(t *testing.T) {
+	ok := []string{
+		`{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":null,"username":"a@b.c"}`,
+		`{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":"65a1b2c3d4e5f60718293a4c","username":"a@b.c","extra":1}`,
+	}
+	for _, s := range ok {
+		if _, err := Decode([]byte(s)); err != nil {
+			t.Errorf("Decode(%s) = %v", s, err)
+		}
+	}
+	bad := map[string]string{
+		"not json":        `{"video_fid":`,
+		"empty":           ``,
+		"array":           `[]`,
+		"missing fid":     `{"username":"a@b.c"}`,
+		"short fid":       `{"video_fid":"65a1b2c3d4e5f60718293a4","username":"a@b.c"}`,
+		"long fid":        `{"video_fid":"65a1b2c3d4e5f60718293a4bb","username":"a@b.c"}`,
+		"non-hex fid":     `{"video_fid":"zza1b2c3d4e5f60718293a4b","username":"a@b.c"}`,
+		"fid a number":    `{"video_fid":42,"username":"a@b.c"}`,
+		"bad mp3 fid":     `{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":"x","username":"a@b.c"}`,
+		"missing user":    `{"video_fid":"65a1b2c3d4e5f60718293a4b"}`,
+		"whitespace user": `{"video_fid":"65a1b2c3d4e5f60718293a4b","username":"  "}`,
+	}
+	for name, s := range bad {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Decode([]byte(s)); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Decode = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func TestEncodeKeepsOriginalShape(t *testing.T) {
+	got := string(Conversion{VideoFID: "65a1b2c3d4e5f60718293a4b", Username: "a@b.c"}.Encode())
+	want := `{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":null,"username":"a@b.c"}`
+	if got != want {
+		t.Fatalf("Encode = %s, want %s", got, want)
+	}
+}

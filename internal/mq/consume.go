@@ -1,0 +1,504 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"mp3converter/internal/httpx"
+)
+
+// Handler processes one delivery. nil means done (ack); an error wrapping
+// ErrPermanent means "failed, don't retry" (ack); any other error is
+// transient (retry later, dead-letter after ConsumeOptions.MaxAttempts).
+// ctx carries a logger with the message ID (httpx.Logger(ctx)); it is
+// cancelled only when a shutdown outlasts ConsumeOptions.ShutdownTimeout.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	Body      []byte
+	MessageID string // from the publisher, or generated when it set none
+	// Attempt is 1 on the first delivery and grows with each retry (it is
+	// the HeaderAttempts header). A redelivery by the broker after a crash or
+	// a connection loss does not count as an attempt.
+	Attempt     int
+	Redelivered bool // the broker delivered it before and it was not acked
+	Headers     map[string]any
+}
+
+// ConsumeOptions tune Consume. Zero values take the defaults in brackets.
+type ConsumeOptions struct {
+	// Concurrency is how many handlers run at once [1].
+	Concurrency int
+	// Prefetch is how many unacked deliveries the broker sends ahead
+	// [Concurrency]. Below Concurrency it caps concurrency; above, the extra
+	// messages wait in this consumer while other consumers could take them.
+	Prefetch int
+	// MaxAttempts is how many times a message is tried before it goes to
+	// the dead-letter queue <queue>.dead [5].
+	MaxAttempts int
+	// RetryBackoff is the delay before the first retry; it doubles with
+	// each attempt up to MaxBackoff [1s, 30s].
+	RetryBackoff, MaxBackoff time.Duration
+	// ShutdownTimeout is how long in-flight handlers may run on after ctx
+	// is cancelled; then their ctx is cancelled and their messages are
+	// requeued [25s].
+	ShutdownTimeout time.Duration
+	// Log is the consumer's logger [the Conn's].
+	Log *slog.Logger
+}
+
+const (
+	maxErrorHeader = 1000        // bytes of the error text kept in HeaderLastError
+	killGrace      = time.Second // wait for handlers to return after their ctx was cancelled
+)
+
+func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = o.Concurrency
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 25 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = log
+	}
+}
+
+// Consume runs a competing consumer on queue until ctx is cancelled: any
+// number of consumers (in this or other processes) share the queue and each
+// message goes to one of them. Acks are manual, at most opt.Prefetch
+// deliveries are unacked and opt.Concurrency handlers run at once.
+//
+// After a handler's transient error the message is republished (confirmed)
+// to queue with HeaderAttempts incremented, after a backoff, and only then is
+// the original acked; after opt.MaxAttempts attempts it is published
+// (confirmed) to DeadLetterQueue(queue) with HeaderLastError, HeaderAttempts
+// and HeaderOriginalQueue, then acked. If that publish fails, the original
+// is nacked with requeue: nothing is lost, nothing loops forever. A
+// panicking handler counts as a transient error.
+//
+// Consume declares queue and its dead-letter queue like Publish does, and
+// resumes on the new connection after the broker went away. When ctx is
+// cancelled it stops taking deliveries, lets in-flight handlers finish for
+// up to opt.ShutdownTimeout (then cancels their ctx and requeues their
+// messages) and returns nil. It returns ErrClosed if the Conn is closed.
+func (c *Conn) Consume(ctx context.Context, queue string, opt ConsumeOptions, h Handler) error {
+	if queue == "" {
+		return errors.New("consume: empty queue name")
+	}
+	if h == nil {
+		return errors.New("consume: nil handler")
+	}
+	opt.setDefaults(c.log)
+	work, kill := context.WithCancel(context.WithoutCancel(ctx))
+	defer kill()
+	cs := &consumer{
+		c: c, queue: queue, dead: DeadLetterQueue(queue), opt: opt, h: h, m: c.m,
+		log:      opt.Log.With("queue", queue),
+		stopping: ctx.Done(),
+		work:     work,
+		sem:      make(chan struct{}, opt.Concurrency),
+		inflight: map[*inflight]struct{}{},
+	}
+	backoff := c.opt.MinBackoff
+	for {
+		began := time.Now()
+		ch, err := cs.serve(ctx)
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			cs.shutdown(ch, kill)
+			if errors.Is(err, ErrClosed) && ctx.Err() == nil {
+				return fmt.Errorf("consume %s: %w", queue, err)
+			}
+			cs.log.Info("consumer stopped")
+			return nil
+		}
+		if time.Since(began) > c.opt.MaxBackoff {
+			backoff = c.opt.MinBackoff
+		}
+		cs.log.Warn("consumer interrupted, resuming", "err", err, "retry_in", backoff.String())
+		if !sleep(ctx, backoff) {
+			cs.shutdown(nil, kill)
+			cs.log.Info("consumer stopped")
+			return nil
+		}
+		backoff = min(backoff*2, c.opt.MaxBackoff)
+	}
+}
+
+type consumer struct {
+	c           *Conn
+	queue, dead string
+	opt         ConsumeOptions
+	h           Handler
+	m           *Metrics
+	log         *slog.Logger
+
+	stopping <-chan struct{} // Consume's ctx is done: take nothing more, skip retry delays
+	work     context.Context // parent of the handlers' contexts, cancelled after ShutdownTimeout
+	sem      chan struct{}   // one token per running handler
+	wg       sync.WaitGroup  // handler goroutines (including their retry publish)
+	mu       sync.Mutex      // guards inflight
+	inflight map[*inflight]struct{}
+}
+
+// inflight is a delivery being handled. Whoever claims it first (the
+// handler's goroutine, or shutdown after the timeout) acks or nacks it.
+type inflight struct {
+	d       amqp.Delivery
+	ch      *amqp.Channel
+	id      string
+	attempt int
+	log     *slog.Logger
+	claimed atomic.Bool
+}
+
+func (f *inflight) claim() bool { return f.claimed.CompareAndSwap(false, true) }
+
+// serve consumes on one channel until ctx is done (then it stops the
+// consumer, requeues undelivered prefetched messages and returns the
+// channel, still open for the in-flight acks) or the channel or connection
+// dies (then it returns why).
+func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
+	s, err := cs.c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.declare(cs.queue); err != nil {
+		return nil, err
+	}
+	if err := s.declare(cs.dead); err != nil {
+		return nil, err
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Qos(cs.opt.Prefetch, 0, false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("set prefetch: %w", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	tag := cs.queue + "-" + httpx.NewID()
+	deliveries, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
+	if err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("consume: %w", err)
+	}
+	cs.log.Info("consuming", "consumer_tag", tag, "prefetch", cs.opt.Prefetch,
+		"concurrency", cs.opt.Concurrency, "max_attempts", cs.opt.MaxAttempts)
+	for {
+		select {
+		case <-ctx.Done():
+			cs.stopTaking(ch, tag, deliveries)
+			return ch, nil
+		case d, ok := <-deliveries:
+			if !ok {
+				var reason error = errors.New("delivery channel closed (consumer cancelled by the broker?)")
+				select {
+				case e, ok := <-closed:
+					if ok && e != nil {
+						reason = e
+					}
+				default:
+				}
+				if !ch.IsClosed() {
+					_ = ch.Close()
+				}
+				return nil, reason
+			}
+			select {
+			case cs.sem <- struct{}{}:
+			case <-ctx.Done():
+				cs.requeue(d)
+				cs.stopTaking(ch, tag, deliveries)
+				return ch, nil
+			}
+			cs.start(ch, d)
+		}
+	}
+}
+
+// stopTaking cancels the consumer and requeues what the broker had already
+// sent ahead.
+func (cs *consumer) stopTaking(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery) {
+	if err := ch.Cancel(tag, false); err != nil {
+		// The channel is unusable: closing it returns its unacked messages.
+		_ = ch.Close()
+	}
+	for d := range deliveries {
+		cs.requeue(d)
+	}
+}
+
+func (cs *consumer) requeue(d amqp.Delivery) {
+	if err := d.Nack(false, true); err != nil {
+		cs.log.Warn("nack failed; the broker requeues the message when the channel closes",
+			"message_id", d.MessageId, "err", err)
+	}
+	cs.m.onHandled(cs.queue, OutcomeRequeued)
+}
+
+func (cs *consumer) start(ch *amqp.Channel, d amqp.Delivery) {
+	id := d.MessageId
+	if id == "" {
+		id = httpx.NewID()
+	}
+	attempt := attempts(d.Headers)
+	f := &inflight{d: d, ch: ch, id: id, attempt: attempt,
+		log: cs.log.With("message_id", id, "attempt", attempt)}
+	cs.mu.Lock()
+	cs.inflight[f] = struct{}{}
+	cs.mu.Unlock()
+	cs.wg.Add(1)
+	go cs.handle(f)
+}
+
+func (cs *consumer) handle(f *inflight) {
+	defer cs.wg.Done()
+	defer func() {
+		cs.mu.Lock()
+		delete(cs.inflight, f)
+		cs.mu.Unlock()
+	}()
+	ctx, cancel := context.WithCancel(cs.work)
+	defer cancel()
+	ctx = httpx.WithLogger(ctx, f.log)
+
+	cs.m.onStart(cs.queue)
+	err := cs.call(ctx, f)
+	cs.m.onFinish(cs.queue)
+	<-cs.sem
+
+	switch {
+	case err == nil:
+		if f.claim() {
+			cs.ack(f, OutcomeAcked)
+			f.log.Debug("message handled")
+		}
+	case errors.Is(err, ErrPermanent):
+		if f.claim() {
+			f.log.Warn("message failed permanently, not retrying", "err", err)
+			cs.ack(f, OutcomeFailed)
+		}
+	default:
+		cs.retry(f, err)
+	}
+}
+
+func (cs *consumer) call(ctx context.Context, f *inflight) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f.log.Error("panic in message handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic in handler: %v", p)
+		}
+	}()
+	return cs.h(ctx, Delivery{
+		Body:        f.d.Body,
+		MessageID:   f.id,
+		Attempt:     f.attempt,
+		Redelivered: f.d.Redelivered,
+		Headers:     maps.Clone(map[string]any(f.d.Headers)),
+	})
+}
+
+// retry republishes f for its next attempt after a backoff, or dead-letters
+// it when the attempts are used up; the original is acked only once the
+// copy is confirmed.
+func (cs *consumer) retry(f *inflight, herr error) {
+	final := f.attempt >= cs.opt.MaxAttempts
+	if final {
+		f.log.Error("message failed on its last attempt, dead-lettering", "err", herr,
+			"max_attempts", cs.opt.MaxAttempts, "dead_letter_queue", cs.dead)
+	} else {
+		delay := retryDelay(cs.opt.RetryBackoff, cs.opt.MaxBackoff, f.attempt)
+		f.log.Warn("message failed, will retry", "err", herr, "retry_in", delay.String())
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-cs.stopping: // shutting down: republish now rather than hold the message
+		case <-cs.work.Done(): // shutdown timed out and requeues it
+		}
+		t.Stop()
+	}
+	if !f.claim() {
+		return
+	}
+	if f.ch.IsClosed() {
+		// The broker already requeued the original when its channel died;
+		// a copy would be a duplicate.
+		f.log.Warn("channel lost before the retry was published; the broker redelivers the message")
+		return
+	}
+	p := amqp.Publishing{
+		Headers:         maps.Clone(f.d.Headers),
+		ContentType:     f.d.ContentType,
+		ContentEncoding: f.d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		Priority:        f.d.Priority,
+		CorrelationId:   f.d.CorrelationId,
+		ReplyTo:         f.d.ReplyTo,
+		MessageId:       f.id,
+		Timestamp:       f.d.Timestamp,
+		Type:            f.d.Type,
+		AppId:           f.d.AppId,
+		Body:            f.d.Body,
+	}
+	if p.Headers == nil {
+		p.Headers = amqp.Table{}
+	}
+	p.Headers[HeaderLastError] = errorText(herr)
+	to, outcome := cs.queue, OutcomeRetried
+	if final {
+		to, outcome = cs.dead, OutcomeDeadLettered
+		p.Headers[HeaderAttempts] = int32(f.attempt)
+		p.Headers[HeaderOriginalQueue] = cs.queue
+		p.Headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
+	} else {
+		p.Headers[HeaderAttempts] = int32(f.attempt + 1)
+	}
+	ctx, cancel := context.WithTimeout(cs.work, cs.c.opt.PublishTimeout)
+	defer cancel()
+	if err := cs.c.publish(ctx, to, p); err != nil {
+		f.log.Error("could not republish the failed message, requeueing it", "to", to, "err", err)
+		if err := f.d.Nack(false, true); err != nil {
+			f.log.Warn("nack failed; the broker requeues the message when the channel closes", "err", err)
+		}
+		cs.m.onHandled(cs.queue, OutcomeRequeued)
+		return
+	}
+	cs.ack(f, outcome)
+}
+
+func (cs *consumer) ack(f *inflight, outcome string) {
+	if err := f.d.Ack(false); err != nil {
+		f.log.Warn("ack failed; the broker will redeliver the message", "err", err)
+		return
+	}
+	cs.m.onHandled(cs.queue, outcome)
+}
+
+// shutdown waits for the in-flight handlers up to ShutdownTimeout, then
+// cancels them and requeues their messages; last it closes ch.
+func (cs *consumer) shutdown(ch *amqp.Channel, kill context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		cs.wg.Wait()
+		close(done)
+	}()
+	if n := cs.count(); n > 0 {
+		cs.log.Info("waiting for in-flight messages", "in_flight", n, "timeout", cs.opt.ShutdownTimeout.String())
+	}
+	t := time.NewTimer(cs.opt.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		// Claim before cancelling, so that a handler returning because of
+		// the cancellation does not retry its message as a failure.
+		cs.mu.Lock()
+		var late []*inflight
+		for f := range cs.inflight {
+			if f.claim() {
+				late = append(late, f)
+			}
+		}
+		cs.mu.Unlock()
+		kill()
+		for _, f := range late {
+			f.log.Warn("handler still running at shutdown timeout: cancelled, message requeued")
+			cs.requeue(f.d)
+		}
+		select {
+		case <-done:
+		case <-time.After(killGrace):
+			cs.log.Warn("handlers ignore their cancelled context; leaving them behind", "in_flight", cs.count())
+		}
+	}
+	if ch != nil && !ch.IsClosed() {
+		_ = ch.Close()
+	}
+}
+
+func (cs *consumer) count() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.inflight)
+}
+
+// attempts reads HeaderAttempts: 1 when absent or invalid.
+func attempts(h amqp.Table) int {
+	var n int64
+	switch v := h[HeaderAttempts].(type) {
+	case int:
+		n = int64(v)
+	case int8:
+		n = int64(v)
+	case int16:
+		n = int64(v)
+	case int32:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint8:
+		n = int64(v)
+	case uint16:
+		n = int64(v)
+	case uint32:
+		n = int64(v)
+	case float32:
+		n = int64(v)
+	case float64:
+		n = int64(v)
+	case string:
+		n, _ = strconv.ParseInt(v, 10, 64)
+	}
+	if n < 1 || n > math.MaxInt32 {
+		return 1
+	}
+	return int(n)
+}
+
+// retryDelay is base·2^(attempt-1), capped at limit.
+func retryDelay(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt; i++ {
+		if d >= limit/2 {
+			return limit
+		}
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > maxErrorHeader {
+		s = strings.ToValidUTF8(s[:maxErrorHeader], "") + "…"
+	}
+	return s
+}

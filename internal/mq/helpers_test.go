@@ -1,0 +1,201 @@
+package mq_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"mp3converter/internal/mq"
+)
+
+// logBuf collects a test's logs and prints them only if the test failed
+// (goroutines may still log after the test returned: t.Log would panic).
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testLogger(t *testing.T) (*slog.Logger, *logBuf) {
+	t.Helper()
+	b := &logBuf{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", b.String())
+		}
+	})
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// fastOptions keep reconnection and publish waits short.
+func fastOptions(m *mq.Metrics) mq.Options {
+	return mq.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		DialTimeout: 2 * time.Second, PublishTimeout: 5 * time.Second, Metrics: m}
+}
+
+func dial(t *testing.T, url string, log *slog.Logger, opt mq.Options) *mq.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := mq.DialOptions(ctx, url, log, opt)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func publish(t *testing.T, c *mq.Conn, queue string, msg mq.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Publish(ctx, queue, msg); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// consumer runs Consume in the background; stop cancels it and returns its
+// result (it is also stopped at cleanup).
+type consumer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func startConsumer(t *testing.T, c *mq.Conn, queue string, opt mq.ConsumeOptions, h mq.Handler) *consumer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cs := &consumer{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(cs.done)
+		cs.err = c.Consume(ctx, queue, opt, h)
+	}()
+	t.Cleanup(func() { cs.stop(t) })
+	return cs
+}
+
+func (cs *consumer) stop(t *testing.T) error {
+	t.Helper()
+	cs.cancel()
+	select {
+	case <-cs.done:
+		return cs.err
+	case <-time.After(15 * time.Second):
+		t.Fatal("Consume did not return within 15s of cancellation")
+		return nil
+	}
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func depth(t *testing.T, c *mq.Conn, queue string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.QueueDepth(ctx, queue)
+	if errors.Is(err, mq.ErrNoQueue) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("queue depth: %v", err)
+	}
+	return n
+}
+
+// raw opens a plain amqp091 channel, as another program would.
+func raw(t *testing.T, url string) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("raw dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func rawChannel(t *testing.T, conn *amqp.Connection) *amqp.Channel {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("raw channel: %v", err)
+	}
+	t.Cleanup(func() {
+		if !ch.IsClosed() {
+			ch.Close()
+		}
+	})
+	return ch
+}
+
+// rawGet takes one message from queue (acked), failing if there is none.
+func rawGet(t *testing.T, conn *amqp.Connection, queue string) amqp.Delivery {
+	t.Helper()
+	ch := rawChannel(t, conn)
+	var (
+		d  amqp.Delivery
+		ok bool
+	)
+	eventually(t, 5*time.Second, "a message in "+queue, func() bool {
+		var err error
+		d, ok, err = ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("get from %s: %v", queue, err)
+		}
+		return ok
+	})
+	return d
+}
+
+// metricValue reads a counter or gauge from reg by name and labels.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	return 0
+}
