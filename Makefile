@@ -6,7 +6,7 @@ SHELL    := /bin/bash
 export MP3_RUN_DIR ?= $(CURDIR)/.run
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-SERVICES := $(notdir $(wildcard cmd/*))
+SERVICES := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))
 BINS     := $(addprefix bin/,$(SERVICES))
 
 .PHONY: all build run test unit lint bench stack-up stack-down clean
