@@ -36,9 +36,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	go vet ./...
 
-## bench: /validate throughput against a trivial handler on the same stack
-bench:
-	go test -run '^$$' -bench . -benchtime=1x ./internal/auth
+## bench: the benchmarks named by the issues, each against a baseline in the same run
+bench: stack-up
+	source $(MP3_RUN_DIR)/env && MP3_STACK=1 go test -run '^$$' -bench . -benchtime=1x -timeout 60m -v \
+		$$(ls -d ./internal/auth ./internal/gateway ./internal/converter 2>/dev/null) | grep -E '^(Benchmark|    |ok|FAIL|---)'
 
 stack-up:
 	deploy/stack.sh up

@@ -16,6 +16,9 @@ mkdir -p "$logs"
 export JWT_SECRET=${JWT_SECRET:-dev-only-jwt-secret-change-me}
 export MYSQL_DB=${MYSQL_DB:-auth}
 AUTH_PORT=${AUTH_PORT:-5000}
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
+CONVERTER_PORT=${CONVERTER_PORT:-8081}
+NOTIFICATION_PORT=${NOTIFICATION_PORT:-8082}
 DEMO_EMAIL=${DEMO_EMAIL:-demo@example.com}
 DEMO_PASSWORD=${DEMO_PASSWORD:-demo-password}
 
@@ -51,19 +54,32 @@ start() { # name port cmd...
 
 printf '%s\n' "$DEMO_PASSWORD" | bin/auth user add --email "$DEMO_EMAIL" >/dev/null
 start auth "$AUTH_PORT" bin/auth
+export AUTH_SVC_ADDRESS=127.0.0.1:$AUTH_PORT
+export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$GATEWAY_PORT}
+start gateway "$GATEWAY_PORT" bin/gateway
+if [ -x bin/converter ]; then start converter "$CONVERTER_PORT" bin/converter; fi
+if [ -x bin/notification ]; then start notification "$NOTIFICATION_PORT" bin/notification; fi
 
+gw=http://127.0.0.1:$GATEWAY_PORT
 cat <<MSG
 
-The suite is up (logs in $logs/).
-  auth:           http://127.0.0.1:$AUTH_PORT
+The suite is up: ${names[*]} (logs in $logs/).
+  gateway:        $gw
   demo user:      $DEMO_EMAIL / $DEMO_PASSWORD
   Mailpit inbox:  $MAILPIT_URL
 
-Log in (prints a JWT):
-  curl -X POST -u '$DEMO_EMAIL:$DEMO_PASSWORD' http://127.0.0.1:$AUTH_PORT/login
+Log in (keeps the JWT in \$TOKEN):
+  TOKEN=\$(curl -s -X POST -u '$DEMO_EMAIL:$DEMO_PASSWORD' $gw/login)
 
-Check a token:
-  curl -X POST -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$AUTH_PORT/validate
+Upload a video (any video file; the Location header names the job):
+  curl -i -X POST -H "Authorization: Bearer \$TOKEN" -F "file=@video.mp4" $gw/upload
+
+Watch the job, then download the MP3 (its id is in the email and in the job's mp3_fid):
+  curl -H "Authorization: Bearer \$TOKEN" $gw/jobs
+  curl -H "Authorization: Bearer \$TOKEN" -o song.mp3 "$gw/download?fid=<mp3_fid>"
+
+No video at hand? Make one:
+  ffmpeg -f lavfi -i testsrc=duration=10:size=640x360:rate=25 -f lavfi -i sine=frequency=440:duration=10 -shortest -pix_fmt yuv420p video.mp4
 
 Press Ctrl-C to stop.
 MSG

@@ -1,0 +1,111 @@
+// Command gateway is the public entry point on PORT (8080): POST /login,
+// POST /upload, GET /download, GET /jobs, GET /jobs/{id}.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"mp3converter/internal/authclient"
+	"mp3converter/internal/config"
+	"mp3converter/internal/gateway"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/logging"
+	"mp3converter/internal/mq"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	cfg, err := config.Load[gateway.Config]()
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stdout, "gateway", version, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "port", cfg.Port, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
+		"max_upload_bytes", cfg.MaxUploadBytes)
+
+	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout)
+	if err != nil {
+		return err
+	}
+	mongoClient, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI.Reveal()).
+		SetServerSelectionTimeout(5 * time.Second).SetConnectTimeout(5 * time.Second).SetAppName("gateway"))
+	if err != nil {
+		return fmt.Errorf("mongodb: %w", err)
+	}
+	defer func() { _ = mongoClient.Disconnect(context.Background()) }()
+	videosDB, mp3sDB := mongoClient.Database(cfg.VideosDB), mongoClient.Database(cfg.MP3sDB)
+	videos, err := gridfs.NewBucket(videosDB)
+	if err != nil {
+		return fmt.Errorf("videos bucket: %w", err)
+	}
+	mp3s, err := gridfs.NewBucket(mp3sDB)
+	if err != nil {
+		return fmt.Errorf("mp3s bucket: %w", err)
+	}
+	jobStore, err := jobs.NewStore(videosDB)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+
+	reg := httpx.NewRegistry()
+	mqMetrics, err := mq.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "gateway", Metrics: mqMetrics})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+
+	ops := httpx.NewOps(reg)
+	ops.AddCheck("mongodb", func(ctx context.Context) error { return mongoClient.Ping(ctx, nil) })
+	ops.AddCheck("rabbitmq", broker.Ready)
+	ops.AddCheck("auth", authc.Ready)
+	h := gateway.NewServer(gateway.Deps{Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore,
+		Publisher: broker, Ops: ops, Log: log}, gateway.Options{
+		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
+		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
+	})
+	// No whole-request read or write timeout: uploads and downloads of
+	// large files take long; each upload sets its own read deadline.
+	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), h, httpx.ServerConfig{ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx)
+}

@@ -1,0 +1,40 @@
+// Package gateway is the public HTTP entry point: it forwards logins to
+// auth, validates every protected request with auth, streams uploads into
+// GridFS and queues their conversion, lists the caller's jobs, and streams
+// MP3s back.
+package gateway
+
+import (
+	"time"
+
+	"mp3converter/internal/config"
+)
+
+// Config is the gateway's configuration. AUTH_SVC_ADDRESS and VIDEO_QUEUE
+// are the original's names.
+type Config struct {
+	Port     int    `env:"PORT" envDefault:"8080"`
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+
+	AuthAddr    string        `env:"AUTH_SVC_ADDRESS" envDefault:"auth:5000"`
+	AuthTimeout time.Duration `env:"AUTH_TIMEOUT" envDefault:"3s"`
+
+	MongoURI    config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
+	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
+	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
+	// The original's database names; settable so that several suites (or
+	// tests) can share one MongoDB server.
+	VideosDB string `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
+	MP3sDB   string `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+
+	MaxUploadBytes int64  `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
+	PublicURL      string `env:"PUBLIC_URL"`
+
+	// UploadTimeout bounds one upload (reading the body and storing it);
+	// PublishTimeout the wait for the broker's confirm; RequestTimeout
+	// every other request.
+	UploadTimeout   time.Duration `env:"UPLOAD_TIMEOUT" envDefault:"1h"`
+	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"10s"`
+	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"30s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+}

@@ -1,0 +1,637 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"mp3converter/internal/auth"
+	"mp3converter/internal/authclient"
+	"mp3converter/internal/gateway"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/mq"
+	"mp3converter/internal/testenv"
+	"mp3converter/internal/token"
+)
+
+// env is one gateway wired to real servers: the real auth handler (MySQL),
+// RabbitMQ (its own queue), FerretDB (its own databases).
+type env struct {
+	url      string
+	tokens   *token.Issuer
+	videosDB *mongo.Database
+	mp3sDB   *mongo.Database
+	mp3s     *gridfs.Bucket
+	jobs     *jobs.Store
+	amqpURL  string
+	queue    string
+	mqProxy  *testenv.Proxy
+	authStop func()
+}
+
+type envOptions struct {
+	maxUpload int64
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+
+	// auth: the real handler over a fresh MySQL database.
+	db := testenv.MySQL(t)
+	store, err := auth.OpenStore(ctx, auth.MySQLConfig{Host: db.Host, Port: db.Port, User: db.User, Password: db.Password, DB: db.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	hash, _ := auth.HashPassword("pw", 4)
+	for _, u := range []struct {
+		email string
+		admin bool
+	}{{"alice@example.com", false}, {"bob@example.com", false}, {"root@example.com", true}} {
+		if err := store.PutUser(ctx, u.email, hash, u.admin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokens, _ := token.New("gateway-test-secret", time.Hour)
+	authn, _ := auth.NewAuthenticator(store, tokens, 4, log)
+	authSrv := httptest.NewServer(auth.NewServer(authn, tokens, httpx.NewOps(httpx.NewRegistry()), log,
+		auth.ServerOptions{RequestTimeout: 5 * time.Second, LoginRate: 1000, LoginBurst: 1000}))
+	t.Cleanup(authSrv.Close)
+	authc, err := authclient.New(strings.TrimPrefix(authSrv.URL, "http://"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	videosDB, mp3sDB := testenv.Mongo(t), testenv.Mongo(t)
+	videos, err := gridfs.NewBucket(videosDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp3s, err := gridfs.NewBucket(mp3sDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobStore, err := jobs.NewStore(videosDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxied, proxy := testenv.RabbitMQProxy(t)
+	realURL := testenv.RabbitMQ(t)
+	queue := testenv.Queue(t, realURL, "video")
+	broker, err := mq.New(proxied, log, mq.Options{PublishTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+
+	if o.maxUpload == 0 {
+		o.maxUpload = 64 << 20
+	}
+	ops := httpx.NewOps(httpx.NewRegistry())
+	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
+		Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
+	}, gateway.Options{
+		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
+		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second,
+	}))
+	t.Cleanup(gw.Close)
+	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
+		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close}
+}
+
+func (e *env) token(t *testing.T, user string, admin bool) string {
+	t.Helper()
+	tok, err := e.tokens.Issue(user, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type part struct {
+	field, filename, ctype string
+	body                   []byte
+}
+
+func multipartBody(parts ...part) (string, []byte) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, p := range parts {
+		h := textproto.MIMEHeader{}
+		if p.filename != "" {
+			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, p.field, p.filename))
+		} else {
+			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q`, p.field))
+		}
+		if p.ctype != "" {
+			h.Set("Content-Type", p.ctype)
+		}
+		w, _ := mw.CreatePart(h)
+		w.Write(p.body)
+	}
+	mw.Close()
+	return mw.FormDataContentType(), buf.Bytes()
+}
+
+type result struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func request(t *testing.T, method, url, authz, ctype string, body io.Reader) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{resp.StatusCode, string(b), resp.Header}
+}
+
+func (e *env) upload(t *testing.T, tok string, parts ...part) result {
+	ctype, body := multipartBody(parts...)
+	return request(t, "POST", e.url+"/upload", "Bearer "+tok, ctype, bytes.NewReader(body))
+}
+
+// stored counts the files and chunks in the videos bucket.
+func (e *env) stored(t *testing.T) (files, chunks int64) {
+	t.Helper()
+	ctx := context.Background()
+	files, err := e.videosDB.Collection("fs.files").CountDocuments(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err = e.videosDB.Collection("fs.chunks").CountDocuments(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, chunks
+}
+
+func (e *env) assertNothingStored(t *testing.T) {
+	t.Helper()
+	if files, chunks := e.stored(t); files != 0 || chunks != 0 {
+		t.Fatalf("left behind: %d files, %d chunks", files, chunks)
+	}
+	if n, err := e.videosDB.Collection("jobs").CountDocuments(context.Background(), bson.D{}); err != nil || n != 0 {
+		t.Fatalf("left behind: %d jobs (%v)", n, err)
+	}
+	if msgs := e.drain(t); len(msgs) != 0 {
+		t.Fatalf("published %d messages: %v", len(msgs), msgs)
+	}
+}
+
+// drain takes every message from the test's video queue.
+func (e *env) drain(t *testing.T) []amqp.Delivery {
+	t.Helper()
+	conn, err := amqp.Dial(e.amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(e.queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(e.queue, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+func basic(u, p string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p))
+}
+
+func TestLoginForwardsToAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for _, tc := range []struct {
+		name, authz string
+		status      int
+		body        string
+	}{
+		{"right", basic("alice@example.com", "pw"), 200, ""},
+		{"wrong password", basic("alice@example.com", "nope"), 401, "invalid credentials"},
+		{"no credentials", "", 401, "missing credentials"},
+		{"bearer", "Bearer x", 401, "missing credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, "POST", e.url+"/login", tc.authz, "", nil)
+			if r.status != tc.status {
+				t.Fatalf("status %d %q, want %d", r.status, r.body, tc.status)
+			}
+			if tc.status == 200 {
+				if c, err := e.tokens.Verify(r.body); err != nil || c.Username != "alice@example.com" {
+					t.Fatalf("token %q: %+v %v", r.body, c, err)
+				}
+			} else if r.body != tc.body {
+				t.Fatalf("body %q, want %q", r.body, tc.body)
+			}
+		})
+	}
+}
+
+func TestProtectedRoutesNeedAValidToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	other, _ := token.New("another-secret", time.Hour)
+	forged, _ := other.Issue("alice@example.com", true)
+	routes := []struct{ method, path string }{
+		{"POST", "/upload"}, {"GET", "/download?fid=65a1b2c3d4e5f60718293a4b"}, {"GET", "/jobs"}, {"GET", "/jobs/65a1b2c3d4e5f60718293a4b"},
+	}
+	for _, rt := range routes {
+		for _, tc := range []struct {
+			name, authz string
+			status      int
+			body        string
+		}{
+			{"no token", "", 401, "missing credentials"},
+			{"empty bearer", "Bearer ", 401, "missing credentials"},
+			{"garbage", "Bearer garbage", 403, "not authorized"},
+			{"forged", "Bearer " + forged, 403, "not authorized"},
+		} {
+			t.Run(rt.path+"/"+tc.name, func(t *testing.T) {
+				r := request(t, rt.method, e.url+rt.path, tc.authz, "", nil)
+				if r.status != tc.status || r.body != tc.body {
+					t.Fatalf("%d %q, want %d %q", r.status, r.body, tc.status, tc.body)
+				}
+			})
+		}
+	}
+	t.Run("huge header", func(t *testing.T) {
+		r := request(t, "GET", e.url+"/jobs", "Bearer "+strings.Repeat("a", 2<<20), "", nil)
+		if r.status != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("status %d, want 431", r.status)
+		}
+	})
+}
+
+func TestUploadStoresQueuesAndListsJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	video := bytes.Repeat([]byte("not really a video, but bytes "), 40000) // ~1.2 MB, several chunks
+	r := e.upload(t, tok, part{field: "anything", filename: `C:\clips\holiday.mp4`, ctype: "video/mp4", body: video},
+		part{field: "note", body: []byte("plain form fields are ignored")})
+	if r.status != 200 || r.body != "success!" {
+		t.Fatalf("upload: %d %q", r.status, r.body)
+	}
+	loc := r.header.Get("Location")
+	fid := strings.TrimPrefix(loc, "/jobs/")
+	if !strings.HasPrefix(loc, "/jobs/") || len(fid) != 24 {
+		t.Fatalf("Location = %q", loc)
+	}
+
+	// The message: the original's JSON, persistent, on the video queue.
+	msgs := e.drain(t)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+	var m map[string]any
+	if err := json.Unmarshal(msgs[0].Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["video_fid"] != fid || m["mp3_fid"] != nil || m["username"] != "alice@example.com" {
+		t.Fatalf("message = %s", msgs[0].Body)
+	}
+	if _, ok := m["mp3_fid"]; !ok {
+		t.Fatalf("message lacks mp3_fid: %s", msgs[0].Body)
+	}
+	if msgs[0].DeliveryMode != amqp.Persistent {
+		t.Fatalf("delivery mode %d, want persistent", msgs[0].DeliveryMode)
+	}
+
+	// The video, intact, with its owner and name.
+	videos, _ := gridfs.NewBucket(e.videosDB)
+	id, _ := bson.ObjectIDFromHex(fid)
+	rc, info, err := videos.Open(context.Background(), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, video) || info.Name != "holiday.mp4" {
+		t.Fatalf("stored %d bytes named %q, want %d bytes named holiday.mp4", len(got), info.Name, len(video))
+	}
+	if owner, _ := info.Metadata.Lookup("owner").StringValueOK(); owner != "alice@example.com" {
+		t.Fatalf("metadata = %v", info.Metadata)
+	}
+
+	// The job, for alice only.
+	r = request(t, "GET", e.url+loc, "Bearer "+tok, "", nil)
+	var job map[string]any
+	if err := json.Unmarshal([]byte(r.body), &job); err != nil || r.status != 200 {
+		t.Fatalf("job: %d %q", r.status, r.body)
+	}
+	if job["id"] != fid || job["status"] != "queued" || job["filename"] != "holiday.mp4" || job["video_fid"] != fid || job["mp3_fid"] != nil {
+		t.Fatalf("job = %v", job)
+	}
+	for _, k := range []string{"progress", "error", "created_at", "updated_at"} {
+		if _, ok := job[k]; !ok {
+			t.Fatalf("job lacks %q: %v", k, job)
+		}
+	}
+	bob := e.token(t, "bob@example.com", false)
+	if r := request(t, "GET", e.url+loc, "Bearer "+bob, "", nil); r.status != 404 {
+		t.Fatalf("bob reads alice's job: %d", r.status)
+	}
+	if r := request(t, "GET", e.url+"/jobs", "Bearer "+bob, "", nil); r.status != 200 || strings.TrimSpace(r.body) != "[]" {
+		t.Fatalf("bob's jobs: %d %q", r.status, r.body)
+	}
+	// Newest first.
+	e.upload(t, tok, part{field: "f", filename: "second.webm", ctype: "video/webm", body: []byte("xyz")})
+	r = request(t, "GET", e.url+"/jobs", "Bearer "+tok, "", nil)
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list) != 2 || list[0]["filename"] != "second.webm" {
+		t.Fatalf("jobs = %d %q", r.status, r.body)
+	}
+}
+
+func TestUploadRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{maxUpload: 1 << 20})
+	tok := e.token(t, "alice@example.com", false)
+	video := part{field: "file", filename: "a.mp4", ctype: "video/mp4", body: []byte("some video bytes")}
+
+	tests := []struct {
+		name   string
+		send   func() result
+		status int
+		body   string
+	}{
+		{"no file", func() result { return e.upload(t, tok, part{field: "x", body: []byte("y")}) }, 400, "exactly 1 file required"},
+		{"nothing at all", func() result { return e.upload(t, tok) }, 400, "exactly 1 file required"},
+		{"two files", func() result { return e.upload(t, tok, video, video) }, 400, "exactly 1 file required"},
+		{"empty file", func() result {
+			return e.upload(t, tok, part{field: "file", filename: "a.mp4", ctype: "video/mp4"})
+		}, 400, "the file is empty"},
+		{"not multipart", func() result {
+			return request(t, "POST", e.url+"/upload", "Bearer "+tok, "application/json", strings.NewReader(`{"file":"x"}`))
+		}, 400, "exactly 1 file required"},
+		{"no content type", func() result {
+			return request(t, "POST", e.url+"/upload", "Bearer "+tok, "", strings.NewReader("raw"))
+		}, 400, "exactly 1 file required"},
+		{"wrong boundary", func() result {
+			_, body := multipartBody(video)
+			return request(t, "POST", e.url+"/upload", "Bearer "+tok, "multipart/form-data; boundary=nottheone", bytes.NewReader(body))
+		}, 400, ""},
+		{"truncated body", func() result {
+			ctype, body := multipartBody(video)
+			return request(t, "POST", e.url+"/upload", "Bearer "+tok, ctype, bytes.NewReader(body[:len(body)-20]))
+		}, 400, "malformed or incomplete multipart body"},
+		{"text file", func() result {
+			return e.upload(t, tok, part{field: "file", filename: "notes.txt", ctype: "text/plain", body: []byte("hi")})
+		}, 415, ""},
+		{"too large", func() result {
+			return e.upload(t, tok, part{field: "file", filename: "big.mp4", ctype: "video/mp4", body: make([]byte, 2<<20)})
+		}, 413, "file too large: the limit is 1 MiB"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.send()
+			if r.status != tc.status || (tc.body != "" && r.body != tc.body) {
+				t.Fatalf("%d %q, want %d %q", r.status, r.body, tc.status, tc.body)
+			}
+			e.assertNothingStored(t)
+		})
+	}
+}
+
+// A client that disconnects mid-upload leaves nothing behind.
+func TestUploadClientDisconnects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, 4<<20)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", tok, ctype, len(body))
+	conn.Write(body[:len(body)/2]) // half the file, then gone
+	time.Sleep(300 * time.Millisecond)
+	conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files, chunks := e.stored(t)
+		if files == 0 && chunks == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind after disconnect: %d files, %d chunks", files, chunks)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.assertNothingStored(t)
+}
+
+// Broker down: 503, and neither video nor job stays; back up: works again
+// without restarting anything.
+func TestUploadWhenBrokerIsDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	video := part{field: "file", filename: "a.mp4", ctype: "video/mp4", body: []byte("bytes")}
+	if r := e.upload(t, tok, video); r.status != 200 {
+		t.Fatalf("before outage: %d %q", r.status, r.body)
+	}
+	e.drain(t)
+	e.videosDB.Collection("jobs").DeleteMany(context.Background(), bson.D{})
+	e.videosDB.Collection("fs.files").DeleteMany(context.Background(), bson.D{})
+	e.videosDB.Collection("fs.chunks").DeleteMany(context.Background(), bson.D{})
+
+	e.mqProxy.Down()
+	start := time.Now()
+	r := e.upload(t, tok, video)
+	if r.status != 503 || r.body != "could not queue the conversion, try again later" {
+		t.Fatalf("during outage: %d %q", r.status, r.body)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("outage answer took %s", d)
+	}
+	e.assertNothingStored(t)
+
+	e.mqProxy.Up()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = e.upload(t, tok, video)
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after outage: %d %q", r.status, r.body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if msgs := e.drain(t); len(msgs) != 1 {
+		t.Fatalf("after outage: %d messages, want 1", len(msgs))
+	}
+}
+
+func TestAuthDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	e.authStop()
+	for _, path := range []string{"/jobs", "/download?fid=65a1b2c3d4e5f60718293a4b"} {
+		r := request(t, "GET", e.url+path, "Bearer "+tok, "", nil)
+		if r.status != 503 || r.body != "auth service unavailable, try again later" {
+			t.Fatalf("%s with auth down: %d %q", path, r.status, r.body)
+		}
+	}
+	if r := request(t, "POST", e.url+"/login", basic("alice@example.com", "pw"), "", nil); r.status != 503 {
+		t.Fatalf("login with auth down: %d %q", r.status, r.body)
+	}
+}
+
+func TestDownload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	mp3 := bytes.Repeat([]byte("ID3 fake mp3 frames "), 30000) // ~600 kB, 3 chunks
+	info, err := e.mp3s.Upload(ctx, "x.mp3", bytes.NewReader(mp3), bson.D{{Key: "owner", Value: "alice@example.com"}}, gridfs.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid := info.ID.Hex()
+	videos, _ := gridfs.NewBucket(e.videosDB)
+	vinfo, err := videos.Upload(ctx, "v.mp4", strings.NewReader("video"), bson.D{{Key: "owner", Value: "alice@example.com"}}, gridfs.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := "Bearer " + e.token(t, "alice@example.com", false)
+	bob := "Bearer " + e.token(t, "bob@example.com", false)
+	root := "Bearer " + e.token(t, "root@example.com", true)
+
+	for _, tc := range []struct {
+		name, query, authz string
+		status             int
+		body               string
+	}{
+		{"no fid", "", alice, 400, "fid is required"},
+		{"empty fid", "?fid=", alice, 400, "fid is required"},
+		{"23 hex", "?fid=" + fid[:23], alice, 400, "fid must be a 24-digit hex id"},
+		{"25 hex", "?fid=" + fid + "a", alice, 400, "fid must be a 24-digit hex id"},
+		{"non-hex", "?fid=zzzzzzzzzzzzzzzzzzzzzzzz", alice, 400, "fid must be a 24-digit hex id"},
+		{"unknown", "?fid=65a1b2c3d4e5f60718293a4b", alice, 404, "not found"},
+		{"a video id", "?fid=" + vinfo.ID.Hex(), alice, 404, "not found"},
+		{"another user's", "?fid=" + fid, bob, 404, "not found"},
+		{"owner", "?fid=" + fid, alice, 200, ""},
+		{"admin", "?fid=" + fid, root, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, "GET", e.url+"/download"+tc.query, tc.authz, "", nil)
+			if r.status != tc.status {
+				t.Fatalf("%d %q, want %d", r.status, r.body, tc.status)
+			}
+			if tc.status != 200 {
+				if r.body != tc.body {
+					t.Fatalf("body %q, want %q", r.body, tc.body)
+				}
+				return
+			}
+			if r.body != string(mp3) {
+				t.Fatalf("got %d bytes, want %d", len(r.body), len(mp3))
+			}
+			if ct := r.header.Get("Content-Type"); ct != "audio/mpeg" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if cd := r.header.Get("Content-Disposition"); cd != `attachment; filename=`+fid+`.mp3` {
+				t.Fatalf("Content-Disposition %q", cd)
+			}
+			if cl := r.header.Get("Content-Length"); cl != fmt.Sprint(len(mp3)) {
+				t.Fatalf("Content-Length %q", cl)
+			}
+		})
+	}
+
+	t.Run("range", func(t *testing.T) {
+		for _, rg := range []struct {
+			header     string
+			start, end int // inclusive
+		}{{"bytes=0-9", 0, 9}, {"bytes=261100-261200", 261100, 261200}, {fmt.Sprintf("bytes=-%d", 5), len(mp3) - 5, len(mp3) - 1}} {
+			req, _ := http.NewRequest("GET", e.url+"/download?fid="+fid, nil)
+			req.Header.Set("Authorization", alice)
+			req.Header.Set("Range", rg.header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 206 || !bytes.Equal(b, mp3[rg.start:rg.end+1]) {
+				t.Fatalf("%s: %d, %d bytes", rg.header, resp.StatusCode, len(b))
+			}
+			want := fmt.Sprintf("bytes %d-%d/%d", rg.start, rg.end, len(mp3))
+			if cr := resp.Header.Get("Content-Range"); cr != want {
+				t.Fatalf("Content-Range %q, want %q", cr, want)
+			}
+		}
+		req, _ := http.NewRequest("GET", e.url+"/download?fid="+fid, nil)
+		req.Header.Set("Authorization", alice)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", len(mp3)+10))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+			t.Fatalf("unsatisfiable range: %d", resp.StatusCode)
+		}
+	})
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	if r := request(t, "GET", e.url+"/healthz", "", "", nil); r.status != 200 {
+		t.Fatalf("healthz %d", r.status)
+	}
+	if r := request(t, "GET", e.url+"/metrics", "", "", nil); r.status != 200 || !strings.Contains(r.body, "go_goroutines") {
+		t.Fatalf("metrics %d", r.status)
+	}
+}

@@ -1,0 +1,428 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/go-chi/chi/v5"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"mp3converter/internal/authclient"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/message"
+	"mp3converter/internal/mq"
+	"mp3converter/internal/token"
+)
+
+// The original's bodies, kept exactly.
+const (
+	bodyOneFile     = "exactly 1 file required"
+	bodyFIDRequired = "fid is required"
+	bodySuccess     = "success!"
+)
+
+// errStorage marks a failure of MongoDB (not of the client's input).
+var errStorage = errors.New("storage unavailable")
+
+// responder maps errors to what clients see, in one table.
+var responder = httpx.Responder{Rules: []httpx.ErrorRule{
+	{Err: authclient.ErrUnavailable, Status: http.StatusServiceUnavailable, Body: "auth service unavailable, try again later"},
+	{Err: mq.ErrUnavailable, Status: http.StatusServiceUnavailable, Body: "could not queue the conversion, try again later"},
+	{Err: mq.ErrClosed, Status: http.StatusServiceUnavailable, Body: "could not queue the conversion, try again later"},
+	{Err: gridfs.ErrNotFound, Status: http.StatusNotFound, Body: "not found"},
+	{Err: jobs.ErrNotFound, Status: http.StatusNotFound, Body: "not found"},
+	{Err: errStorage, Status: http.StatusServiceUnavailable, Body: "storage unavailable, try again later"},
+}}
+
+type claimsKey struct{}
+
+func claimsFrom(ctx context.Context) token.Claims {
+	c, _ := ctx.Value(claimsKey{}).(token.Claims)
+	return c
+}
+
+// requireUser validates the bearer token with auth on every request, as the
+// original does; auth's 401/403 pass through unchanged.
+func (s *Server) requireUser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, err := s.Auth.Validate(r.Context(), r.Header.Get("Authorization"))
+		if err != nil {
+			responder.Error(w, r, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), claimsKey{}, claims)
+		ctx = httpx.WithLogger(ctx, httpx.Logger(ctx).With("username", claims.Username))
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.Auth.Login(r.Context(), r.Header.Get("Authorization"), httpx.ClientAddr(r))
+	if err != nil {
+		responder.Error(w, r, err)
+		return
+	}
+	if resp.RetryAfter != "" {
+		w.Header().Set("Retry-After", resp.RetryAfter)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.Text(w, resp.Status, string(resp.Body))
+}
+
+// videoMeta is stored as the video's GridFS metadata.
+type videoMeta struct {
+	Owner       string `bson:"owner"`
+	Filename    string `bson:"filename"`
+	ContentType string `bson:"content_type"`
+}
+
+// upload streams the one file of a multipart body into GridFS, records a
+// queued job and publishes the conversion message with a broker confirm;
+// only then does the client get 200. Any failure removes what was stored.
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	claims := claimsFrom(ctx)
+	// The multipart envelope adds a little to the file; the file itself is
+	// limited exactly by the store.
+	r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxUploadBytes+1<<20)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.UploadTimeout))
+
+	mr, err := r.MultipartReader()
+	if err != nil {
+		s.refuseUpload(w, r, "not_multipart", httpx.Status(http.StatusBadRequest, bodyOneFile))
+		return
+	}
+	var stored *gridfs.FileInfo
+	discard := func() {
+		if stored != nil {
+			s.deleteVideo(ctx, stored.ID)
+			stored = nil
+		}
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			discard()
+			s.refuseUpload(w, r, "bad_body", bodyError(err))
+			return
+		}
+		if part.FileName() == "" {
+			// An ordinary form field: not a file, ignore it (bounded).
+			if _, err := io.Copy(io.Discard, io.LimitReader(part, 64<<10)); err != nil {
+				discard()
+				s.refuseUpload(w, r, "bad_body", bodyError(err))
+				return
+			}
+			continue
+		}
+		if stored != nil {
+			discard()
+			s.refuseUpload(w, r, "two_files", httpx.Status(http.StatusBadRequest, bodyOneFile))
+			return
+		}
+		ctype, err := contentType(part.Header.Get("Content-Type"))
+		if err != nil {
+			s.refuseUpload(w, r, "content_type", err)
+			return
+		}
+		name := cleanName(part.FileName())
+		src := &trackingReader{r: part}
+		info, err := s.Videos.Upload(ctx, name, src, videoMeta{Owner: claims.Username, Filename: name, ContentType: ctype},
+			gridfs.UploadOptions{MaxBytes: s.opt.MaxUploadBytes})
+		switch {
+		case errors.Is(err, gridfs.ErrTooLarge):
+			s.refuseUpload(w, r, "too_large", tooLarge(s.opt.MaxUploadBytes))
+			return
+		case src.err != nil:
+			s.refuseUpload(w, r, "bad_body", bodyError(src.err))
+			return
+		case err != nil:
+			s.refuseUpload(w, r, "error", fmt.Errorf("%w: store video: %w", errStorage, err))
+			return
+		}
+		stored = &info
+		if info.Length == 0 {
+			discard()
+			s.refuseUpload(w, r, "empty", httpx.Status(http.StatusBadRequest, "the file is empty"))
+			return
+		}
+	}
+	if stored == nil {
+		s.refuseUpload(w, r, "no_file", httpx.Status(http.StatusBadRequest, bodyOneFile))
+		return
+	}
+
+	fid := stored.ID.Hex()
+	now := time.Now().UTC()
+	job := jobs.Job{ID: fid, Username: claims.Username, Filename: stored.Name, Status: jobs.Queued,
+		VideoFID: fid, CreatedAt: now, UpdatedAt: now}
+	if err := s.Jobs.Create(ctx, job); err != nil {
+		discard()
+		s.refuseUpload(w, r, "error", fmt.Errorf("%w: create job: %w", errStorage, err))
+		return
+	}
+	msg := message.Conversion{VideoFID: fid, Username: claims.Username, Filename: stored.Name}
+	pctx, cancel := context.WithTimeout(ctx, s.opt.PublishTimeout)
+	err = s.Publisher.Publish(pctx, s.opt.VideoQueue, mq.Message{Body: msg.Encode(), MessageID: fid})
+	cancel()
+	if err != nil {
+		// No video without a message: undo, so the client can simply retry.
+		s.deleteJob(ctx, fid)
+		discard()
+		s.refuseUpload(w, r, "publish_failed", fmt.Errorf("publish %s: %w", fid, err))
+		return
+	}
+	s.metrics.uploads.WithLabelValues("ok").Inc()
+	s.metrics.uploadBytes.Add(float64(stored.Length))
+	httpx.Logger(ctx).Info("video uploaded", "video_fid", fid, "bytes", stored.Length, "filename", stored.Name)
+	w.Header().Set("Location", "/jobs/"+fid)
+	httpx.Text(w, http.StatusOK, bodySuccess)
+}
+
+func (s *Server) refuseUpload(w http.ResponseWriter, r *http.Request, result string, err error) {
+	s.metrics.uploads.WithLabelValues(result).Inc()
+	responder.Error(w, r, err)
+}
+
+// deleteVideo and deleteJob undo a half-done upload even when the request's
+// context is gone (the client disconnected).
+func (s *Server) deleteVideo(ctx context.Context, id bson.ObjectID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.Videos.Delete(ctx, id); err != nil && !errors.Is(err, gridfs.ErrNotFound) {
+		httpx.Logger(ctx).Error("could not remove video of a failed upload", "video_fid", id.Hex(), "err", err)
+	}
+}
+
+func (s *Server) deleteJob(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.Jobs.Delete(ctx, id); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		httpx.Logger(ctx).Error("could not remove job of a failed upload", "job_id", id, "err", err)
+	}
+}
+
+// trackingReader remembers a read error of the request body, to tell a bad
+// or truncated upload (the client's fault) from a storage failure.
+type trackingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackingReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.err = err
+	}
+	return n, err
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return httpx.Status(http.StatusRequestEntityTooLarge, "file too large")
+	}
+	return &httpx.StatusError{Status: http.StatusBadRequest, Body: "malformed or incomplete multipart body", Err: err}
+}
+
+func tooLarge(limit int64) error {
+	return httpx.Status(http.StatusRequestEntityTooLarge, fmt.Sprintf("file too large: the limit is %d MiB", limit>>20))
+}
+
+// contentType accepts what a video or audio upload can carry: video/*,
+// audio/*, generic binary, or nothing (curl and some browsers send
+// application/octet-stream for unknown extensions).
+func contentType(header string) (string, error) {
+	if header == "" {
+		return "application/octet-stream", nil
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return "", httpx.Status(http.StatusUnsupportedMediaType, "unsupported file type: upload a video or audio file")
+	}
+	switch {
+	case strings.HasPrefix(mt, "video/"), strings.HasPrefix(mt, "audio/"),
+		mt == "application/octet-stream", mt == "application/mp4", mt == "application/ogg",
+		mt == "application/x-matroska", mt == "application/vnd.rn-realmedia":
+		return mt, nil
+	}
+	return "", httpx.Status(http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported file type %s: upload a video or audio file", mt))
+}
+
+// cleanName keeps the base name of an uploaded file, printable, at most 255 bytes.
+func cleanName(name string) string {
+	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, name)
+	if len(name) > 255 {
+		name = strings.ToValidUTF8(name[:255], "")
+	}
+	if name == "" || name == "." || name == "/" {
+		name = "upload"
+	}
+	return name
+}
+
+func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	fid := r.URL.Query().Get("fid")
+	if fid == "" {
+		responder.Error(w, r, httpx.Status(http.StatusBadRequest, bodyFIDRequired))
+		return
+	}
+	id, err := bson.ObjectIDFromHex(fid)
+	if err != nil {
+		responder.Error(w, r, httpx.Status(http.StatusBadRequest, "fid must be a 24-digit hex id"))
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.opt.RequestTimeout)
+	info, err := s.MP3s.Stat(sctx, id)
+	cancel()
+	if err != nil {
+		s.metrics.downloads.WithLabelValues("not_found").Inc()
+		if !errors.Is(err, gridfs.ErrNotFound) {
+			err = fmt.Errorf("%w: stat mp3 %s: %w", errStorage, fid, err)
+		}
+		responder.Error(w, r, err)
+		return
+	}
+	// Someone else's MP3 looks exactly like a missing one (admins see all).
+	claims := claimsFrom(ctx)
+	if owner := ownerOf(info); owner != claims.Username && !claims.Admin {
+		s.metrics.downloads.WithLabelValues("not_found").Inc()
+		responder.Error(w, r, gridfs.ErrNotFound)
+		return
+	}
+	s.metrics.downloads.WithLabelValues("ok").Inc()
+	w.Header().Set("Content-Type", "audio/mpeg")
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fid + ".mp3"}))
+	w.Header().Set("Cache-Control", "private, no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	src := &seeker{ctx: ctx, store: s.MP3s, id: id, size: info.Length}
+	defer src.Close()
+	http.ServeContent(w, r, "", info.UploadDate, src)
+}
+
+func ownerOf(info gridfs.FileInfo) string {
+	if info.Metadata == nil {
+		return ""
+	}
+	v, err := info.Metadata.LookupErr("owner")
+	if err != nil {
+		return ""
+	}
+	s, _ := v.StringValueOK()
+	return s
+}
+
+// seeker gives http.ServeContent (Range requests) a ReadSeeker over a GridFS
+// file: it opens the stream lazily at the position last sought.
+type seeker struct {
+	ctx   context.Context
+	store mp3Store
+	id    bson.ObjectID
+	size  int64
+	pos   int64
+	rc    io.ReadCloser
+}
+
+func (s *seeker) Seek(offset int64, whence int) (int64, error) {
+	var pos int64
+	switch whence {
+	case io.SeekStart:
+		pos = offset
+	case io.SeekCurrent:
+		pos = s.pos + offset
+	case io.SeekEnd:
+		pos = s.size + offset
+	}
+	if pos < 0 || pos > s.size {
+		return 0, fmt.Errorf("seek to %d outside 0..%d", pos, s.size)
+	}
+	if pos != s.pos && s.rc != nil {
+		s.rc.Close()
+		s.rc = nil
+	}
+	s.pos = pos
+	return pos, nil
+}
+
+func (s *seeker) Read(p []byte) (int, error) {
+	if s.pos >= s.size {
+		return 0, io.EOF
+	}
+	if s.rc == nil {
+		rc, _, err := s.store.Open(s.ctx, s.id, s.pos)
+		if err != nil {
+			return 0, err
+		}
+		s.rc = rc
+	}
+	n, err := s.rc.Read(p)
+	s.pos += int64(n)
+	return n, err
+}
+
+func (s *seeker) Close() error {
+	if s.rc != nil {
+		return s.rc.Close()
+	}
+	return nil
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Jobs.List(r.Context(), claimsFrom(r.Context()).Username, 100)
+	if err != nil {
+		responder.Error(w, r, fmt.Errorf("%w: list jobs: %w", errStorage, err))
+		return
+	}
+	if list == nil {
+		list = []jobs.Job{}
+	}
+	writeJSON(w, list)
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if !message.IsObjectID(id) {
+		responder.Error(w, r, jobs.ErrNotFound)
+		return
+	}
+	j, err := s.Jobs.Get(r.Context(), id)
+	if err != nil {
+		if !errors.Is(err, jobs.ErrNotFound) {
+			err = fmt.Errorf("%w: get job: %w", errStorage, err)
+		}
+		responder.Error(w, r, err)
+		return
+	}
+	if j.Username != claimsFrom(r.Context()).Username {
+		responder.Error(w, r, jobs.ErrNotFound)
+		return
+	}
+	writeJSON(w, j)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"mp3converter/internal/authclient"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/mq"
+	"mp3converter/internal/token"
+)
+
+// The interfaces the gateway needs, satisfied by authclient.Client,
+// gridfs.Bucket, jobs.Store and mq.Conn.
+type (
+	authService interface {
+		Login(ctx context.Context, authorization, clientAddr string) (authclient.Response, error)
+		Validate(ctx context.Context, authorization string) (token.Claims, error)
+	}
+	videoStore interface {
+		Upload(ctx context.Context, name string, r io.Reader, meta any, opt gridfs.UploadOptions) (gridfs.FileInfo, error)
+		Delete(ctx context.Context, id bson.ObjectID) error
+	}
+	mp3Store interface {
+		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
+		Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, gridfs.FileInfo, error)
+	}
+	jobStore interface {
+		Create(ctx context.Context, j jobs.Job) error
+		Get(ctx context.Context, id string) (jobs.Job, error)
+		List(ctx context.Context, username string, limit int) ([]jobs.Job, error)
+		Delete(ctx context.Context, id string) error
+	}
+	publisher interface {
+		Publish(ctx context.Context, queue string, msg mq.Message) error
+	}
+)
+
+// Deps are the gateway's collaborators.
+type Deps struct {
+	Auth      authService
+	Videos    videoStore
+	MP3s      mp3Store
+	Jobs      jobStore
+	Publisher publisher
+	Ops       *httpx.Ops
+	Log       *slog.Logger
+}
+
+// Options are the gateway's limits.
+type Options struct {
+	VideoQueue     string
+	MaxUploadBytes int64
+	UploadTimeout  time.Duration
+	PublishTimeout time.Duration
+	RequestTimeout time.Duration
+}
+
+// Server is the gateway's HTTP handler.
+type Server struct {
+	Deps
+	opt     Options
+	router  chi.Router
+	metrics metrics
+}
+
+type metrics struct {
+	uploads     *prometheus.CounterVec
+	uploadBytes prometheus.Counter
+	downloads   *prometheus.CounterVec
+}
+
+// NewServer builds the routes.
+func NewServer(d Deps, opt Options) *Server {
+	s := &Server{Deps: d, opt: opt, router: chi.NewRouter()}
+	s.metrics = metrics{
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_uploads_total", Help: "Uploads by result.",
+		}, []string{"result"}),
+		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upload_bytes_total", Help: "Bytes of videos stored.",
+		}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_downloads_total", Help: "Downloads by result.",
+		}, []string{"result"}),
+	}
+	d.Ops.Registry.MustRegister(s.metrics.uploads, s.metrics.uploadBytes, s.metrics.downloads)
+
+	r := s.router
+	r.Use(httpx.Middleware(d.Log, httpx.NewMetrics(d.Ops.Registry), 0))
+	d.Ops.Mount(r)
+	r.With(httpx.Timeout(opt.RequestTimeout)).Post("/login", s.login)
+	r.Group(func(r chi.Router) {
+		r.Use(s.requireUser)
+		r.With(httpx.Timeout(opt.UploadTimeout)).Post("/upload", s.upload)
+		r.Get("/download", s.download)
+		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs", s.listJobs)
+		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs/{id}", s.getJob)
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }

@@ -1,0 +1,232 @@
+package gridfs
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// UploadOptions tune one upload. The zero value is a fresh ObjectID, the
+// default chunk size and no size limit.
+type UploadOptions struct {
+	// ID of the new file; zero means a fresh ObjectID. With a given ID, an
+	// existing file gives ErrExists, and chunks of that ID without a files
+	// document (left by a writer that died) are removed first.
+	ID bson.ObjectID
+	// ChunkSize in bytes; 0 means DefaultChunkSize.
+	ChunkSize int32
+	// MaxBytes > 0 limits the file size: a longer stream gives ErrTooLarge.
+	MaxBytes int64
+}
+
+// Upload streams r into a new file named name, with meta (a document, or
+// nil) stored as its metadata. It holds one insert batch (≈4 MiB) in memory
+// whatever the size of the stream. The files document is written last, so
+// the file becomes visible only once complete. On any failure (r's error,
+// ctx cancelled, ErrTooLarge, ErrExists, ErrConflict) the chunks this upload
+// wrote are removed, best effort, and the error is returned.
+func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any, opt UploadOptions) (FileInfo, error) {
+	chunkSize := opt.ChunkSize
+	if chunkSize == 0 {
+		chunkSize = DefaultChunkSize
+	}
+	if chunkSize < 0 || opt.MaxBytes < 0 {
+		return FileInfo{}, fmt.Errorf("upload %q: %w: chunk size %d, max bytes %d", name, errBadOptions, chunkSize, opt.MaxBytes)
+	}
+	var metaDoc bson.Raw
+	if meta != nil {
+		raw, err := bson.Marshal(meta)
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("upload %q: %w: metadata: %w", name, errBadOptions, err)
+		}
+		metaDoc = raw
+	}
+	info := FileInfo{ID: opt.ID, Name: name, ChunkSize: chunkSize, Metadata: metaDoc}
+	given := !opt.ID.IsZero()
+	if !given {
+		info.ID = bson.NewObjectID()
+	} else if err := b.clearStrays(ctx, info.ID); err != nil {
+		return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
+	}
+
+	u, err := newUpload(b, info)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("upload %q: %w", name, err)
+	}
+	if opt.MaxBytes > 0 {
+		r = io.LimitReader(r, opt.MaxBytes+1)
+	}
+	if err := u.run(ctx, r, opt.MaxBytes, given); err != nil {
+		if u.wrote {
+			if cerr := u.cleanup(ctx); cerr != nil {
+				err = fmt.Errorf("%w (and removing its chunks: %v)", err, cerr)
+			}
+		}
+		return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
+	}
+	return u.info, nil
+}
+
+// clearStrays returns ErrExists when id's files document exists, and
+// otherwise removes chunks of id that have no files document.
+func (b *Bucket) clearStrays(ctx context.Context, id bson.ObjectID) error {
+	_, err := b.Stat(ctx, id)
+	switch {
+	case err == nil:
+		return ErrExists
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	if _, err := b.chunks.DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}}); err != nil {
+		return fmt.Errorf("remove stray chunks: %w", err)
+	}
+	return nil
+}
+
+// upload is one file being written.
+type upload struct {
+	b      *Bucket
+	info   FileInfo
+	prefix [9]byte // chunk _id: prefix + 3-byte n, see chunkID
+	chunks int64   // chunks inserted so far
+	wrote  bool    // an insert was attempted: cleanup is needed on failure
+}
+
+func newUpload(b *Bucket, info FileInfo) (*upload, error) {
+	u := &upload{b: b, info: info}
+	// A chunk's _id is an ObjectID made of the upload's time (4 bytes), a
+	// random value per upload (5 bytes) and n (3 bytes): the usual ObjectID
+	// layout, so the chunks of this upload, and only those, are the _id
+	// range chunkID(0)..chunkID(maxChunks-1), which cleanup deletes without
+	// touching another writer's chunks of the same file ID.
+	base := bson.NewObjectID()
+	copy(u.prefix[:4], base[:4])
+	if _, err := rand.Read(u.prefix[4:]); err != nil {
+		return nil, fmt.Errorf("chunk id: %w", err)
+	}
+	return u, nil
+}
+
+func (u *upload) chunkID(n int64) bson.ObjectID {
+	var id bson.ObjectID
+	copy(id[:9], u.prefix[:])
+	id[9], id[10], id[11] = byte(n>>16), byte(n>>8), byte(n)
+	return id
+}
+
+// ours selects the chunks this upload wrote.
+func (u *upload) ours() bson.D {
+	return bson.D{
+		{Key: "files_id", Value: u.info.ID},
+		{Key: "_id", Value: bson.D{{Key: "$gte", Value: u.chunkID(0)}, {Key: "$lte", Value: u.chunkID(maxChunks - 1)}}},
+	}
+}
+
+func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bool) error {
+	size := int(u.info.ChunkSize)
+	perBatch := max(1, batchBytes/size)
+	buf := make([]byte, perBatch*size)
+	docs := make([]any, 0, perBatch)
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k, eof, err := fill(r, buf)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		done = eof
+		u.info.Length += int64(k)
+		if maxBytes > 0 && u.info.Length > maxBytes {
+			return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+		}
+		docs = docs[:0]
+		for off := 0; off < k; off += size {
+			n := u.chunks + int64(len(docs))
+			if n >= maxChunks {
+				return fmt.Errorf("%w: more than %d chunks", ErrTooLarge, maxChunks)
+			}
+			docs = append(docs, bson.D{
+				{Key: "_id", Value: u.chunkID(n)},
+				{Key: "files_id", Value: u.info.ID},
+				{Key: "n", Value: int32(n)},
+				{Key: "data", Value: bson.Binary{Data: buf[off:min(off+size, k)]}},
+			})
+		}
+		if len(docs) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		u.wrote = true
+		if _, err := u.b.chunks.InsertMany(ctx, docs); err != nil {
+			if mongo.IsDuplicateKeyError(err) {
+				return fmt.Errorf("%w: %w", ErrConflict, err)
+			}
+			return fmt.Errorf("insert chunks: %w", err)
+		}
+		u.chunks += int64(len(docs))
+	}
+	if verify {
+		// With a given ID another writer of the same ID may have removed
+		// our chunks as strays: make sure all of them are still there.
+		got, err := u.b.chunks.CountDocuments(ctx, u.ours())
+		if err != nil {
+			return fmt.Errorf("count chunks: %w", err)
+		}
+		if got != u.chunks {
+			return fmt.Errorf("%w: %d of %d chunks left", ErrConflict, got, u.chunks)
+		}
+	}
+	u.info.UploadDate = time.Now().UTC().Truncate(time.Millisecond)
+	doc := bson.D{
+		{Key: "_id", Value: u.info.ID},
+		{Key: "length", Value: u.info.Length},
+		{Key: "chunkSize", Value: u.info.ChunkSize},
+		{Key: "uploadDate", Value: bson.NewDateTimeFromTime(u.info.UploadDate)},
+		{Key: "filename", Value: u.info.Name},
+	}
+	if u.info.Metadata != nil {
+		doc = append(doc, bson.E{Key: "metadata", Value: u.info.Metadata})
+	}
+	if _, err := u.b.files.InsertOne(ctx, doc); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("%w: %w", ErrExists, err)
+		}
+		return fmt.Errorf("insert files document: %w", err)
+	}
+	return nil
+}
+
+// cleanup removes this upload's chunks with a fresh bounded context, as ctx
+// may be the cancelled one that made the upload fail.
+func (u *upload) cleanup(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_, err := u.b.chunks.DeleteMany(ctx, u.ours())
+	return err
+}
+
+// fill reads until buf is full or r reports io.EOF. Unlike io.ReadFull it
+// passes every other error through, io.ErrUnexpectedEOF included: a
+// truncated request body must fail the upload, not end the file early.
+func fill(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
+}

@@ -1,0 +1,218 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu  sync.Mutex
+	built    = map[string]string{}
+	buildDir string
+)
+
+// Binary builds ./cmd/<name> of this module once per test process and
+// returns the path of the executable.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p
+	}
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "mp3converter-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = d // removed with the OS temp dir; binaries are shared by all tests of the process
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	p := filepath.Join(buildDir, name)
+	cmd := exec.Command("go", "build", "-o", p, "./cmd/"+name)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	built[name] = p
+	return p
+}
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Proc is a service binary started by a test.
+type Proc struct {
+	t    testing.TB
+	Name string
+	Port int
+	cmd  *exec.Cmd
+	out  *procOutput
+	done chan struct{}
+}
+
+// Start runs bin with env (added to PORT=port and PATH) and waits until
+// GET /healthz answers on port. The process is killed in t.Cleanup.
+func Start(t testing.TB, name, bin string, port int, env map[string]string) *Proc {
+	t.Helper()
+	p := &Proc{t: t, Name: name, Port: port, out: &procOutput{}}
+	p.start(bin, env)
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("--- %s output (last 4 KiB) ---\n%s", name, p.out.tail(4096))
+		}
+	})
+	return p
+}
+
+func (p *Proc) start(bin string, env map[string]string) {
+	p.t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + strconv.Itoa(p.Port), "LOG_LEVEL=debug"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.Name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", p.Port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited at start:\n%s", p.Name, p.out.tail(4096))
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s did not answer /healthz on %d:\n%s", p.Name, p.Port, p.out.tail(4096))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Restart starts the same binary again (after Kill or Signal) on the same port.
+func (p *Proc) Restart(env map[string]string) {
+	p.t.Helper()
+	p.start(p.cmd.Path, env)
+}
+
+// URL is http://127.0.0.1:<port>.
+func (p *Proc) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.Port) }
+
+// PID of the running process.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Output returns everything the process printed so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Signal sends sig and waits up to timeout for the process to exit; it
+// reports whether it did.
+func (p *Proc) Signal(sig syscall.Signal, timeout time.Duration) bool {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Kill SIGKILLs the process group (the binary and any children, e.g. ffmpeg).
+func (p *Proc) Kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// ExitCode is the exit status after the process ended (-1 if running or killed).
+func (p *Proc) ExitCode() int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
+// RSS returns the current and peak resident set size in bytes (VmRSS, VmHWM).
+func (p *Proc) RSS() (cur, peak int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID()))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return cur, peak
+}
+
+type procOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *procOutput) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *procOutput) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *procOutput) tail(n int) string {
+	s := b.String()
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
