@@ -4,7 +4,9 @@
 #
 #   deploy/stack.sh up     ensure MariaDB, RabbitMQ, PostgreSQL and ffmpeg (installing
 #                          Debian packages when missing), build FerretDB and Mailpit
-#                          from deploy/tools when stale, start them, write $RUN/env
+#                          (with its web UI: see build_mailpit) from deploy/tools
+#                          when stale, start them, write $RUN/env
+#                          (restarting FerretDB/Mailpit when their binary was rebuilt)
 #   deploy/stack.sh down   stop what `up` started (and only that)
 #   deploy/stack.sh env    print the path of the env file (`. "$(deploy/stack.sh env)"`)
 #   deploy/stack.sh build  only build the pinned tools into the cache
@@ -12,13 +14,16 @@
 # Idempotent: a second `up` reuses live servers and cached binaries.
 #
 # Environment (all optional):
-#   MP3_CACHE_DIR (REPO/.cache)  built tools in $MP3_CACHE_DIR/bin, survives `down`
+#   MP3_CACHE_DIR (REPO/.cache)  built tools in $MP3_CACHE_DIR/bin, survives `down`;
+#       also Mailpit's web UI build (mailpit-src/, npm/, mailpit-ui.log), see build_mailpit
 #   MP3_RUN_DIR   (REPO/.run)    pidfiles, logs, Mailpit data, the env file
 #   MYSQL_PORT (3306) MYSQL_USER (root) MYSQL_PASSWORD ('')
 #   RABBITMQ_PORT (5672)  RABBITMQ_MANAGEMENT=1 enables the management plugin
 #   POSTGRES_PORT (5432)  FERRETDB_PG_DB (ferretdb)
 #   FERRETDB_PORT (27018) MAILPIT_SMTP_PORT (1025) MAILPIT_HTTP_PORT (8025):
 #       when unset and the default is taken, the next free port is used.
+#   MP3_NEED_CHROMIUM=1  install Debian's chromium when missing (browser tests);
+#       CHROMIUM_PATH is exported in the env file whenever chromium is installed.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -234,6 +239,13 @@ tools_hash() {
 	} | sha256sum | cut -d' ' -f1
 }
 
+# go_build DIR NAME PKG [go build args]: build PKG of the Go module in DIR
+# into $BIN/.NAME.tmp, with the versions pinned by DIR's go.mod/go.sum.
+go_build() {
+	local dir=$1 name=$2 pkg=$3; shift 3
+	(cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly timeout 900 go build "$@" -o "$BIN/.$name.tmp" "$pkg")
+}
+
 # build NAME PKG [go build args]: rebuild $BIN/NAME when the tools module
 # (or, for the wrapper, its source) changed.
 build() {
@@ -245,17 +257,163 @@ build() {
 	log "building $name (cold builds take a minute or two)"
 	mkdir -p "$BIN"
 	local t0=$SECONDS
-	(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly timeout 900 go build "$@" -o "$BIN/.$name.tmp" "$pkg") >&2 ||
-		die "go build $pkg failed"
+	go_build "$TOOLS" "$name" "$pkg" "$@" >&2 || die "go build $pkg failed"
 	mv -f "$BIN/.$name.tmp" "$BIN/$name"
 	echo "$want" >"$stamp"
 	log "built $name in $((SECONDS - t0))s"
 }
 
+# ---------------------------------------------------------------- Mailpit with its web UI
+
+# Mailpit's Go module has the web UI's sources (server/ui-src, package.json,
+# package-lock.json, esbuild.config.mjs) but not the built bundle (server/ui/dist
+# is git-ignored upstream), so a plain `go build github.com/axllent/mailpit` serves
+# the HTTP API only (GET /dist/app.js is a 404). build_mailpit does what upstream's
+# Dockerfile does, on a copy of the pinned module in $MAILPIT_SRC: `npm ci` (the
+# lockfile pins the npm packages), `npm run package` (esbuild into server/ui/dist),
+# then `go build` of that copy with its own go.mod/go.sum. When node/npm or the npm
+# registry are missing it builds the API-only binary with a warning: the tests use
+# the HTTP API only and never depend on the UI. Rebuilds in the same $MAILPIT_SRC
+# give a byte-identical binary; in another directory the UI bundle differs in
+# minified names only (the Vue plugin hashes absolute paths into scoped-CSS ids).
+MAILPIT_MOD=github.com/axllent/mailpit
+MAILPIT_SRC=$CACHE/mailpit-src
+MAILPIT_UI_LOG=$CACHE/mailpit-ui.log
+MAILPIT_LDFLAGS="-X $MAILPIT_MOD/config.Version=$MAILPIT_VERSION"
+
+# ensure_node: node and npm on PATH, installing Debian's nodejs and npm when missing.
+ensure_node() {
+	command -v node >/dev/null && command -v npm >/dev/null && return
+	# A subshell: a failed install costs the web UI, not the whole `up`.
+	(apt_install nodejs npm) || true
+	command -v node >/dev/null && command -v npm >/dev/null
+}
+
+# mailpit_npm_ci: npm ci in $MAILPIT_SRC (without the flood of EBADENGINE warnings).
+# --ignore-scripts: the build needs no install scripts (esbuild's binary comes from
+# its optional package). --omit=peer: the packages that only peers need are not used
+# by the build (sass-embedded: esbuild-sass-plugin uses sass), and the lockfile's
+# sass-embedded@1.108.1 is missing from the npm registry here (404).
+# The npm cache in $CACHE/npm makes rebuilds quick.
+mailpit_npm_ci() {
+	(cd "$MAILPIT_SRC" && timeout 900 npm ci --no-audit --no-fund --ignore-scripts \
+		--include=dev --include=optional --omit=peer \
+		--cache "$CACHE/npm" --prefer-offline --fetch-timeout=60000 --fetch-retries=2) 2>&1 |
+		{ grep -v EBADENGINE || true; }
+}
+
+# mailpit_check_registry: fetch the rapidoc version the lockfile pins (into the npm
+# cache); when the registry has no such version (rapidoc@12.1.0 is a 404 on the npm
+# registry here) drop rapidoc. Fails fast when the registry does not answer.
+mailpit_check_registry() {
+	local v out
+	v=$(cd "$MAILPIT_SRC" && node -p 'require("./package-lock.json").packages["node_modules/rapidoc"]?.version ?? ""') ||
+		return 1
+	[ -n "$v" ] || return 0
+	if out=$(timeout 120 npm cache add --cache "$CACHE/npm" --fetch-timeout=30000 --fetch-retries=1 \
+		--fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=10000 "rapidoc@$v" 2>&1); then
+		return 0
+	fi
+	printf '%s\n' "$out" | grep -v '^npm error  *at ' | tail -n 12
+	if grep -qE 'E404|ETARGET' <<<"$out"; then
+		# Only the API docs page uses rapidoc: build the rest of the UI, exactly as locked.
+		echo "== $(date +%T) rapidoc@$v is missing from the npm registry: building without the API docs viewer"
+		mailpit_drop_rapidoc
+		return
+	fi
+	echo "the npm registry did not answer (npm cache add rapidoc@$v failed)"
+	return 1
+}
+
+# mailpit_drop_rapidoc: remove rapidoc from the copy's package.json and lockfile,
+# and make the API docs page (server/ui/api/v1/, dist/docs.js) say so instead.
+mailpit_drop_rapidoc() {
+	(cd "$MAILPIT_SRC" && node -e '
+		const fs = require("fs");
+		const edit = (f, fn) => { const j = JSON.parse(fs.readFileSync(f)); fn(j); fs.writeFileSync(f, JSON.stringify(j, null, 2) + "\n"); };
+		edit("package.json", (j) => delete j.dependencies.rapidoc);
+		edit("package-lock.json", (j) => { delete j.packages[""].dependencies.rapidoc; delete j.packages["node_modules/rapidoc"]; });
+		fs.writeFileSync("server/ui-src/docs.js", `document.addEventListener("DOMContentLoaded", () =>
+	document.body.insertAdjacentHTML("afterbegin",
+		"<p>This Mailpit build has no API docs viewer (rapidoc was missing from the npm registry): " +
+		"read <a href=\\"swagger.json\\">swagger.json</a>.</p>"));
+`);')
+}
+
+# mailpit_ui_build: build Mailpit with its web UI into $BIN/.mailpit.tmp (errexit
+# does not apply in a function called from `if`, so every step checks itself).
+mailpit_ui_build() {
+	local dir src=$MAILPIT_SRC
+	dir=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly go mod download "$MAILPIT_MOD" &&
+		GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "$MAILPIT_MOD") || return 1
+	if [ ! -f "$dir/package-lock.json" ]; then echo "no package-lock.json in $dir"; return 1; fi
+	echo "== $(date +%T) copying $dir to $src"
+	rm -rf "$src" && cp -R "$dir" "$src" && chmod -R u+w "$src" || return 1
+	mailpit_check_registry || return 1
+	echo "== $(date +%T) npm ci (node $(node --version), npm $(npm --version))"
+	mailpit_npm_ci || return 1
+	echo "== $(date +%T) npm run package"
+	(cd "$src" && timeout 300 npm run package) || return 1
+	if [ ! -s "$src/server/ui/dist/app.js" ]; then echo "the UI build made no server/ui/dist/app.js"; return 1; fi
+	echo "== $(date +%T) go build"
+	go_build "$src" mailpit . -trimpath -buildvcs=false -ldflags "$MAILPIT_LDFLAGS" || return 1
+	# node_modules is only needed to build (a rebuild runs npm ci afresh).
+	rm -rf "$src/node_modules"
+	echo "== $(date +%T) done"
+}
+
+# build_mailpit: rebuild $BIN/mailpit when the tools module or the recipe changed.
+# The stamp says HASH ui, or HASH api-only after a failed UI build: that one is
+# retried after a day (or at once after `rm $BIN/.mailpit.stamp`).
+build_mailpit() {
+	local stamp=$BIN/.mailpit.stamp want have
+	# The recipe: the functions that make the binary (not the messages around them).
+	want=$(tools_hash <(declare -f go_build mailpit_npm_ci mailpit_check_registry mailpit_drop_rapidoc mailpit_ui_build
+		echo "$MAILPIT_LDFLAGS"))
+	have=$(cat "$stamp" 2>/dev/null || true)
+	if [ -x "$BIN/mailpit" ]; then
+		if [ "$have" = "$want ui" ]; then return; fi
+		if [ "$have" = "$want api-only" ] && [ -z "$(find "$stamp" -mmin +1440)" ]; then
+			log "WARNING: Mailpit runs without its web UI: its build failed (log: $MAILPIT_UI_LOG);" \
+				"it is retried a day later, or now after: rm $stamp"
+			return
+		fi
+	fi
+	command -v go >/dev/null || die "go is not on PATH"
+	local pinned
+	pinned=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$MAILPIT_MOD") ||
+		die "go list -m $MAILPIT_MOD failed in $TOOLS"
+	[ "$pinned" = "$MAILPIT_VERSION" ] ||
+		die "deploy/tools pins $MAILPIT_MOD $pinned but stack.sh says MAILPIT_VERSION=$MAILPIT_VERSION: update stack.sh"
+	mkdir -p "$BIN"
+	local t0=$SECONDS
+	log "building mailpit $MAILPIT_VERSION with its web UI (cold builds take a few minutes; log: $MAILPIT_UI_LOG)"
+	if ! ensure_node; then
+		echo "node/npm are missing and could not be installed" >"$MAILPIT_UI_LOG"
+	elif mailpit_ui_build >"$MAILPIT_UI_LOG" 2>&1; then
+		mv -f "$BIN/.mailpit.tmp" "$BIN/mailpit"
+		echo "$want ui" >"$stamp"
+		log "built mailpit with its web UI in $((SECONDS - t0))s"
+		return
+	fi
+	tail -n 15 "$MAILPIT_UI_LOG" | sed 's/^/    /' >&2
+	log "WARNING: could not build Mailpit's web UI (log: $MAILPIT_UI_LOG): Mailpit runs without it;" \
+		"its HTTP API (which all the tests use) works, the browser UI does not"
+	if [ -x "$BIN/mailpit" ] && [ "$have" = "$want api-only" ]; then
+		# Same API-only binary as before: keep it (no restart), retry in a day.
+		touch "$stamp"
+		return
+	fi
+	go_build "$TOOLS" mailpit "$MAILPIT_MOD" -trimpath -ldflags "$MAILPIT_LDFLAGS" >&2 ||
+		die "go build $MAILPIT_MOD failed"
+	mv -f "$BIN/.mailpit.tmp" "$BIN/mailpit"
+	echo "$want api-only" >"$stamp"
+	log "built mailpit without its web UI in $((SECONDS - t0))s"
+}
+
 build_tools() {
 	build ferretdb ./ferretdb -trimpath
-	build mailpit github.com/axllent/mailpit -trimpath \
-		-ldflags "-X github.com/axllent/mailpit/config.Version=$MAILPIT_VERSION"
+	build_mailpit
 }
 
 # alive NAME: the process from $RUN/NAME.pid still runs our binary.
@@ -324,6 +482,14 @@ ensure_mailpit() {
 	proc=mailpit wait_until 30 "Mailpit on 127.0.0.1:$MAILPIT_HTTP_PORT" mailpit_ready
 }
 
+# ensure_chromium: with MP3_NEED_CHROMIUM=1 install Debian's chromium when missing;
+# CHROMIUM_PATH is the browser when installed (for browser tests), else empty.
+ensure_chromium() {
+	if [ "${MP3_NEED_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then apt_install chromium; fi
+	CHROMIUM_PATH=$(command -v chromium || true)
+	if [ -n "$CHROMIUM_PATH" ]; then note chromium "$CHROMIUM_PATH"; fi
+}
+
 write_env() {
 	local tmp=$ENVFILE.tmp kv
 	: >"$tmp"
@@ -334,9 +500,11 @@ write_env() {
 		SMTP_HOST=127.0.0.1 SMTP_PORT="$MAILPIT_SMTP_PORT" SMTP_TLS=none \
 		MAILPIT_URL="http://127.0.0.1:$MAILPIT_HTTP_PORT" \
 		FFMPEG_PATH="$FFMPEG_PATH" FFPROBE_PATH="$FFPROBE_PATH" \
-		POSTGRES_URL="$POSTGRES_URL" MP3_RUN_DIR="$RUN" MP3_TOOLS_BIN="$BIN"; do
-		# RABBITMQ_MGMT_URL only when the management plugin answers.
-		[ "$kv" = RABBITMQ_MGMT_URL= ] && continue
+		POSTGRES_URL="$POSTGRES_URL" MP3_RUN_DIR="$RUN" MP3_TOOLS_BIN="$BIN" \
+		CHROMIUM_PATH="$CHROMIUM_PATH"; do
+		# RABBITMQ_MGMT_URL only when the management plugin answers, CHROMIUM_PATH
+		# only when chromium is installed.
+		case $kv in RABBITMQ_MGMT_URL= | CHROMIUM_PATH=) continue ;; esac
 		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}" >>"$tmp"
 	done
 	mv -f "$tmp" "$ENVFILE"
@@ -363,6 +531,7 @@ cmd_up() {
 	ensure_rabbitmq
 	ensure_postgres
 	ensure_ffmpeg
+	ensure_chromium
 	build_tools
 	ensure_ferretdb
 	ensure_mailpit
