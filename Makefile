@@ -25,6 +25,7 @@ run: build
 	deploy/run.sh
 
 ## test: vet, format check and every test (unit, integration, end to end) with -race
+test: export MP3_NEED_CHROMIUM=1
 test: lint stack-up
 	source $(MP3_RUN_DIR)/env && MP3_STACK=1 go test -race -count=1 -timeout 30m ./...
 

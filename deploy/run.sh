@@ -15,6 +15,7 @@ mkdir -p "$logs"
 # Development values only: never use them anywhere else.
 export JWT_SECRET=${JWT_SECRET:-dev-only-jwt-secret-change-me}
 export MYSQL_DB=${MYSQL_DB:-auth}
+export MAIL_FROM=${MAIL_FROM:-mp3converter@localhost}
 AUTH_PORT=${AUTH_PORT:-5000}
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
 CONVERTER_PORT=${CONVERTER_PORT:-8081}

@@ -17,6 +17,7 @@ import (
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/token"
+	"mp3converter/internal/web"
 )
 
 // The interfaces the gateway needs, satisfied by authclient.Client,
@@ -98,6 +99,7 @@ func NewServer(d Deps, opt Options) *Server {
 	r := s.router
 	r.Use(httpx.Middleware(d.Log, httpx.NewMetrics(d.Ops.Registry), 0))
 	d.Ops.Mount(r)
+	web.Mount(r)
 	r.With(httpx.Timeout(opt.RequestTimeout)).Post("/login", s.login)
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireUser)

@@ -1,0 +1,146 @@
+// Command converter consumes VIDEO_QUEUE, converts each video's audio to MP3
+// with ffmpeg, stores it in GridFS "mp3s" and announces it on MP3_QUEUE. Its
+// PORT (8081) serves only /healthz, /readyz and /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"mp3converter/internal/config"
+	"mp3converter/internal/converter"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/logging"
+	"mp3converter/internal/mq"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "converter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	cfg, err := config.Load[converter.Config]()
+	if err != nil {
+		return err
+	}
+	opt, err := cfg.Options()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log, err := logging.New(os.Stdout, "converter", version, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	for _, bin := range []string{opt.FFmpegPath, opt.FFprobePath} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("FFMPEG_PATH/FFPROBE_PATH: %w", err)
+		}
+	}
+	log.Info("starting", "port", cfg.Port, "video_queue", opt.VideoQueue, "mp3_queue", opt.MP3Queue,
+		"concurrency", opt.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
+		"scratch_dir", opt.ScratchDir, "stream_faststart", opt.StreamFaststart)
+
+	mongoClient, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI.Reveal()).
+		SetServerSelectionTimeout(5 * time.Second).SetConnectTimeout(5 * time.Second).SetAppName("converter"))
+	if err != nil {
+		return fmt.Errorf("mongodb: %w", err)
+	}
+	defer func() { _ = mongoClient.Disconnect(context.Background()) }()
+	videosDB := mongoClient.Database(cfg.VideosDB)
+	videos, err := gridfs.NewBucket(videosDB)
+	if err != nil {
+		return fmt.Errorf("videos bucket: %w", err)
+	}
+	mp3s, err := gridfs.NewBucket(mongoClient.Database(cfg.MP3sDB))
+	if err != nil {
+		return fmt.Errorf("mp3s bucket: %w", err)
+	}
+	jobStore, err := jobs.NewStore(videosDB)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+
+	reg := httpx.NewRegistry()
+	mqMetrics, err := mq.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	metrics, err := converter.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "converter", Metrics: mqMetrics})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+
+	svc, err := converter.New(converter.Deps{Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker,
+		Log: log, Metrics: metrics}, opt)
+	if err != nil {
+		return err
+	}
+	ops := httpx.NewOps(reg)
+	ops.AddCheck("mongodb", func(ctx context.Context) error { return mongoClient.Ping(ctx, nil) })
+	ops.AddCheck("rabbitmq", broker.Ready)
+	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), httpx.OpsHandler(ops, log),
+		httpx.ServerConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second}, log)
+	if err != nil {
+		return err
+	}
+
+	// The ops server stays up while the consumer drains, so that probes and
+	// metrics keep answering during a graceful shutdown.
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	opsErr := make(chan error, 1)
+	go func() { opsErr <- srv.Serve(opsCtx) }()
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	consumeErr := make(chan error, 1)
+	go func() { consumeErr <- svc.Run(runCtx, broker) }()
+	select {
+	case err = <-consumeErr:
+	case err = <-opsErr:
+		// The ops port died: drain the consumer and exit.
+		stopRun()
+		err = errors.Join(err, <-consumeErr)
+		opsErr <- nil
+	}
+	stopOps()
+	if serr := <-opsErr; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	log.Info("stopped")
+	return err
+}

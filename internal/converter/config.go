@@ -1,0 +1,199 @@
+// Package converter is the converter service: a competing consumer of
+// VIDEO_QUEUE that reads each video from GridFS "videos", converts its first
+// audio stream to MP3 with ffmpeg, stores the MP3 in GridFS "mp3s", publishes
+// the result on MP3_QUEUE and updates the job record, and only then acks.
+//
+// # Exactly one MP3 per video
+//
+// The MP3 is stored with the same ObjectID as its video, so mp3_fid always
+// equals video_fid. A redelivered message (converter killed after the upload,
+// ack lost) finds the MP3 already there and only finishes the bookkeeping
+// (job done, mp3 message published) instead of converting again; two
+// converters racing on the same video cannot both store one (the second gets
+// gridfs.ErrExists, or gridfs.ErrConflict while the first is still writing,
+// and retries later). A half-written MP3 is invisible (the GridFS files
+// document is written last) and its stray chunks are removed by the next
+// upload of that ID.
+//
+// # Streaming
+//
+// Neither the video nor the MP3 is ever held in memory. ffmpeg's MP3 on
+// stdout is piped straight into the GridFS upload. The video goes to ffmpeg
+// one of two ways:
+//
+//   - an MP4/MOV with its index (moov box) before the media data ("faststart")
+//     is piped to ffmpeg's stdin while it downloads: download and conversion
+//     overlap. The index, read first, is what ffprobe inspects;
+//   - anything else (an MP4 written without faststart, ffmpeg's default, needs
+//     a seekable input; other containers are read from a file for safety) is
+//     downloaded to a temporary file in SCRATCH_DIR, removed afterwards.
+//
+// Only the audio is decoded (-vn -map 0:a:0). Audio that already is MP3 is
+// copied as it is; anything else is encoded with LAME at a constant bitrate
+// (MP3_BITRATE, default 128k CBR).
+//
+// # Failures
+//
+// A permanent failure (not a media file, no audio track, longer than
+// MAX_DURATION, damaged or truncated, malformed message, unknown video) marks
+// the job failed with a human-readable reason, publishes a message with an
+// "error" field on MP3_QUEUE so the user is told, and acks. Anything else
+// (MongoDB or the broker unavailable, ffmpeg killed by a shutdown) is
+// retried by internal/mq with backoff; on the last of MAX_ATTEMPTS the job is
+// marked failed and the user told, then the message is dead-lettered to
+// "<VIDEO_QUEUE>.dead".
+package converter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"mp3converter/internal/config"
+)
+
+// Config is the converter's configuration, from the environment:
+//
+//	PORT               8081          health and metrics port (/healthz, /readyz, /metrics); nothing else is served
+//	LOG_LEVEL          info          debug, info, warn or error
+//	MONGODB_URI        mongodb://mongodb:27017   videos in GridFS database "videos", MP3s in "mp3s", jobs in "videos"
+//	MONGODB_VIDEOS_DB  videos        the original's database names, settable so several suites (or tests) share one server
+//	MONGODB_MP3S_DB    mp3s
+//	RABBITMQ_URL       amqp://guest:guest@rabbitmq:5672/
+//	VIDEO_QUEUE        video         queue consumed (the original's name); dead letters go to VIDEO_QUEUE.dead
+//	MP3_QUEUE          mp3           queue the results are published to (the original's name)
+//	FFMPEG_PATH        ffmpeg        ffmpeg binary (looked up in PATH without a slash)
+//	FFPROBE_PATH       ffprobe       ffprobe binary
+//	MP3_BITRATE        128k          constant bitrate of the LAME encoder (CBR; 32k–320k); MP3 audio is copied as it is
+//	CONCURRENCY        0             conversions at once in this process; 0 means one per CPU
+//	PREFETCH           0             unacked messages the broker sends ahead; 0 means CONCURRENCY
+//	MAX_ATTEMPTS       5             tries of a message with transient failures before it is dead-lettered
+//	RETRY_BACKOFF      2s            delay before the first retry; doubles per attempt
+//	MAX_RETRY_BACKOFF  1m            cap of the retry delay
+//	SCRATCH_DIR        os.TempDir()  where videos that need a seekable input are downloaded (removed after each job)
+//	STREAM_FASTSTART   true          pipe faststart MP4/MOV to ffmpeg while downloading instead of using SCRATCH_DIR
+//	MAX_DURATION       3h            longest audio converted; a longer input fails with a clear reason
+//	MAX_INPUT_BYTES    4294967296    largest video accepted (4 GiB); larger fails with a clear reason
+//	PROBE_TIMEOUT      1m            bound of one ffprobe run
+//	JOB_TIMEOUT        1h            bound of one whole job; a job that outlasts it is retried
+//	SHUTDOWN_TIMEOUT   60s           on SIGTERM, how long conversions in flight may finish; then ffmpeg is
+//	                                 killed and their messages requeued (keep it below the pod's
+//	                                 terminationGracePeriodSeconds)
+type Config struct {
+	Port     int    `env:"PORT" envDefault:"8081"`
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+
+	MongoURI    config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
+	VideosDB    string        `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
+	MP3sDB      string        `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
+	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
+	MP3Queue    string        `env:"MP3_QUEUE" envDefault:"mp3"`
+
+	FFmpegPath  string `env:"FFMPEG_PATH" envDefault:"ffmpeg"`
+	FFprobePath string `env:"FFPROBE_PATH" envDefault:"ffprobe"`
+	MP3Bitrate  string `env:"MP3_BITRATE" envDefault:"128k"`
+
+	Concurrency     int           `env:"CONCURRENCY" envDefault:"0"`
+	Prefetch        int           `env:"PREFETCH" envDefault:"0"`
+	MaxAttempts     int           `env:"MAX_ATTEMPTS" envDefault:"5"`
+	RetryBackoff    time.Duration `env:"RETRY_BACKOFF" envDefault:"2s"`
+	MaxRetryBackoff time.Duration `env:"MAX_RETRY_BACKOFF" envDefault:"1m"`
+
+	ScratchDir      string        `env:"SCRATCH_DIR"`
+	StreamFaststart bool          `env:"STREAM_FASTSTART" envDefault:"true"`
+	MaxDuration     time.Duration `env:"MAX_DURATION" envDefault:"3h"`
+	MaxInputBytes   int64         `env:"MAX_INPUT_BYTES" envDefault:"4294967296"`
+	ProbeTimeout    time.Duration `env:"PROBE_TIMEOUT" envDefault:"1m"`
+	JobTimeout      time.Duration `env:"JOB_TIMEOUT" envDefault:"1h"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"60s"`
+}
+
+// Options turns the configuration into the service's Options, checking it:
+// the error names the variable at fault.
+func (c Config) Options() (Options, error) {
+	bps, err := ParseBitrate(c.MP3Bitrate)
+	if err != nil {
+		return Options{}, fmt.Errorf("MP3_BITRATE: %w", err)
+	}
+	switch {
+	case strings.TrimSpace(c.VideoQueue) == "":
+		return Options{}, errors.New("VIDEO_QUEUE is empty")
+	case strings.TrimSpace(c.MP3Queue) == "":
+		return Options{}, errors.New("MP3_QUEUE is empty")
+	case c.VideoQueue == c.MP3Queue:
+		return Options{}, errors.New("VIDEO_QUEUE and MP3_QUEUE must differ")
+	case c.FFmpegPath == "":
+		return Options{}, errors.New("FFMPEG_PATH is empty")
+	case c.FFprobePath == "":
+		return Options{}, errors.New("FFPROBE_PATH is empty")
+	case c.Concurrency < 0:
+		return Options{}, errors.New("CONCURRENCY must be ≥ 0")
+	case c.Prefetch < 0:
+		return Options{}, errors.New("PREFETCH must be ≥ 0")
+	case c.MaxAttempts < 1:
+		return Options{}, errors.New("MAX_ATTEMPTS must be ≥ 1")
+	case c.RetryBackoff <= 0 || c.MaxRetryBackoff <= 0:
+		return Options{}, errors.New("RETRY_BACKOFF and MAX_RETRY_BACKOFF must be > 0")
+	case c.MaxDuration <= 0:
+		return Options{}, errors.New("MAX_DURATION must be > 0")
+	case c.MaxInputBytes <= 0:
+		return Options{}, errors.New("MAX_INPUT_BYTES must be > 0")
+	case c.ProbeTimeout <= 0 || c.JobTimeout <= 0 || c.ShutdownTimeout <= 0:
+		return Options{}, errors.New("PROBE_TIMEOUT, JOB_TIMEOUT and SHUTDOWN_TIMEOUT must be > 0")
+	}
+	scratch := c.ScratchDir
+	if scratch == "" {
+		scratch = os.TempDir()
+	}
+	if st, err := os.Stat(scratch); err != nil || !st.IsDir() {
+		return Options{}, fmt.Errorf("SCRATCH_DIR %q is not a directory", scratch)
+	}
+	conc := c.Concurrency
+	if conc == 0 {
+		conc = runtime.NumCPU()
+	}
+	return Options{
+		VideoQueue:      c.VideoQueue,
+		MP3Queue:        c.MP3Queue,
+		FFmpegPath:      c.FFmpegPath,
+		FFprobePath:     c.FFprobePath,
+		Bitrate:         c.MP3Bitrate,
+		BitrateBPS:      bps,
+		Concurrency:     conc,
+		Prefetch:        c.Prefetch,
+		MaxAttempts:     c.MaxAttempts,
+		RetryBackoff:    c.RetryBackoff,
+		MaxRetryBackoff: c.MaxRetryBackoff,
+		ScratchDir:      scratch,
+		StreamFaststart: c.StreamFaststart,
+		MaxDuration:     c.MaxDuration,
+		MaxInputBytes:   c.MaxInputBytes,
+		ProbeTimeout:    c.ProbeTimeout,
+		JobTimeout:      c.JobTimeout,
+		ShutdownTimeout: c.ShutdownTimeout,
+	}, nil
+}
+
+// ParseBitrate parses an ffmpeg bitrate such as "128k" or "192000" into bits
+// per second, accepting the MP3 range 8k–320k.
+func ParseBitrate(s string) (int, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	mult := 1
+	if strings.HasSuffix(t, "k") {
+		mult, t = 1000, strings.TrimSuffix(t, "k")
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, fmt.Errorf("bitrate %q: want a number of bits per second such as 128k", s)
+	}
+	bps := n * mult
+	if bps < 8000 || bps > 320000 {
+		return 0, fmt.Errorf("bitrate %q: MP3 bitrates are 8k to 320k", s)
+	}
+	return bps, nil
+}

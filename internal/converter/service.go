@@ -1,0 +1,409 @@
+package converter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/message"
+	"mp3converter/internal/mq"
+)
+
+// Options tune a Service; Config.Options builds them from the environment.
+type Options struct {
+	VideoQueue, MP3Queue    string
+	FFmpegPath, FFprobePath string
+	Bitrate                 string // for ffmpeg, e.g. "128k"
+	BitrateBPS              int    // the same in bits per second, for the metadata
+
+	// Consumer settings, passed to mq.Conn.Consume by Run.
+	Concurrency, Prefetch, MaxAttempts             int
+	RetryBackoff, MaxRetryBackoff, ShutdownTimeout time.Duration
+
+	ScratchDir      string
+	StreamFaststart bool
+	MaxDuration     time.Duration
+	MaxInputBytes   int64
+	ProbeTimeout    time.Duration
+	JobTimeout      time.Duration
+	// ProgressInterval is the least time between two progress updates of
+	// a job record [1s].
+	ProgressInterval time.Duration
+}
+
+// The stores and the publisher a Service uses, as it uses them: satisfied
+// by *gridfs.Bucket, *jobs.Store and *mq.Conn.
+type (
+	videoStore interface {
+		Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, gridfs.FileInfo, error)
+	}
+	mp3Store interface {
+		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
+		Upload(ctx context.Context, name string, r io.Reader, meta any, opt gridfs.UploadOptions) (gridfs.FileInfo, error)
+	}
+	jobStore interface {
+		Get(ctx context.Context, id string) (jobs.Job, error)
+		Progress(ctx context.Context, id string, pct int) error
+		Done(ctx context.Context, id, mp3FID string) error
+		Failed(ctx context.Context, id, reason string) error
+	}
+	publisher interface {
+		Publish(ctx context.Context, queue string, msg mq.Message) error
+	}
+)
+
+// Deps are what a Service works with.
+type Deps struct {
+	Videos    videoStore // GridFS "videos"
+	MP3s      mp3Store   // GridFS "mp3s"
+	Jobs      jobStore   // the job records (database "videos")
+	Publisher publisher
+	Log       *slog.Logger
+	Metrics   *Metrics // nil: none
+}
+
+// Service converts videos to MP3s. Handle is its mq.Handler; Run consumes
+// VideoQueue with it.
+type Service struct {
+	d   Deps
+	opt Options
+}
+
+// New checks the dependencies and options and returns a Service.
+func New(d Deps, opt Options) (*Service, error) {
+	switch {
+	case d.Videos == nil || d.MP3s == nil || d.Jobs == nil || d.Publisher == nil || d.Log == nil:
+		return nil, errors.New("converter: missing dependency")
+	case opt.MP3Queue == "" || opt.FFmpegPath == "" || opt.FFprobePath == "" || opt.Bitrate == "":
+		return nil, errors.New("converter: MP3Queue, FFmpegPath, FFprobePath and Bitrate are required")
+	case opt.MaxDuration <= 0 || opt.MaxInputBytes <= 0 || opt.ProbeTimeout <= 0 || opt.JobTimeout <= 0:
+		return nil, errors.New("converter: MaxDuration, MaxInputBytes, ProbeTimeout and JobTimeout must be > 0")
+	}
+	if opt.ScratchDir == "" {
+		return nil, errors.New("converter: ScratchDir is required")
+	}
+	if opt.ProgressInterval <= 0 {
+		opt.ProgressInterval = time.Second
+	}
+	if opt.MaxAttempts <= 0 {
+		opt.MaxAttempts = 5
+	}
+	return &Service{d: d, opt: opt}, nil
+}
+
+// Consumer is the part of *mq.Conn that Run needs.
+type Consumer interface {
+	Consume(ctx context.Context, queue string, opt mq.ConsumeOptions, h mq.Handler) error
+}
+
+// Run consumes VideoQueue until ctx is cancelled, then lets the conversions
+// in flight finish within ShutdownTimeout (after it, their ffmpeg is killed
+// and their messages are requeued).
+func (s *Service) Run(ctx context.Context, c Consumer) error {
+	return c.Consume(ctx, s.opt.VideoQueue, mq.ConsumeOptions{
+		Concurrency:     s.opt.Concurrency,
+		Prefetch:        s.opt.Prefetch,
+		MaxAttempts:     s.opt.MaxAttempts,
+		RetryBackoff:    s.opt.RetryBackoff,
+		MaxBackoff:      s.opt.MaxRetryBackoff,
+		ShutdownTimeout: s.opt.ShutdownTimeout,
+		Log:             s.d.Log,
+	}, s.Handle)
+}
+
+// Outcomes of a job, the "result" label of conversions_total.
+const (
+	resultDone      = "done"      // converted, stored, published
+	resultAlready   = "already"   // redelivery of a converted video: bookkeeping only
+	resultFailed    = "failed"    // permanent failure, reported to the user
+	resultRetry     = "retry"     // transient failure, retried by mq
+	resultExhausted = "exhausted" // transient failure on the last attempt: reported, dead-lettered
+)
+
+// Handle processes one message of VideoQueue (see the package comment). It
+// returns nil once the MP3 is stored, the mp3 message is confirmed and the
+// job is done; an error wrapping mq.ErrPermanent after a permanent failure
+// was reported; any other error to have the message retried.
+func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
+	start := time.Now()
+	s.d.Metrics.begin()
+	log := s.d.Log.With("message_id", d.MessageID, "attempt", d.Attempt)
+
+	msg, err := message.Decode(d.Body)
+	if err != nil {
+		result := resultFailed
+		err = s.malformed(ctx, log, d, err)
+		if !errors.Is(err, mq.ErrPermanent) {
+			result = resultRetry
+		}
+		s.d.Metrics.end(result, time.Since(start))
+		return err
+	}
+	log = log.With("video_fid", msg.VideoFID)
+	ctx = httpx.WithLogger(ctx, log)
+	j := &job{msg: msg, log: log, attempt: d.Attempt}
+	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID) // Decode checked it
+
+	result, err := s.handle(ctx, j)
+	var pf *permanentError
+	switch {
+	case err == nil:
+	case errors.As(err, &pf):
+		log.Warn("conversion failed permanently", "reason", pf.reason, "err", pf.err)
+		if rerr := s.reportFailure(ctx, j, pf.reason); rerr != nil {
+			// Retry, to tell the user next time.
+			result, err = resultRetry, fmt.Errorf("report failure %q: %w", pf.reason, rerr)
+		} else {
+			result = resultFailed
+		}
+	default:
+		result = resultRetry
+	}
+	if result == resultRetry && d.Attempt >= s.opt.MaxAttempts && ctx.Err() == nil {
+		// Last attempt: mq dead-letters the message after this; tell the
+		// user now, best effort. (Not on a shutdown: that message is
+		// requeued, not dead-lettered.)
+		result = resultExhausted
+		reason := fmt.Sprintf("the conversion failed %d times because of a temporary error; an operator can retry it", d.Attempt)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		if rerr := s.reportFailure(rctx, j, reason); rerr != nil {
+			log.Error("could not report the exhausted attempts", "err", rerr)
+		}
+		cancel()
+	}
+	s.d.Metrics.end(result, time.Since(start))
+	if err != nil && result == resultFailed {
+		return fmt.Errorf("%w: %w", mq.ErrPermanent, err)
+	}
+	if err == nil {
+		log.Info("conversion done", append([]any{"result", result, "took", time.Since(start).Round(time.Millisecond).String()}, j.phases...)...)
+	}
+	return err
+}
+
+// job is one message being handled.
+type job struct {
+	msg     message.Conversion
+	id      bson.ObjectID
+	log     *slog.Logger
+	attempt int
+	phases  []any // name, duration pairs for the final log line
+}
+
+// lap records how long a phase took since start and returns now.
+func (j *job) lap(name string, start time.Time) time.Time {
+	now := time.Now()
+	j.phases = append(j.phases, name, now.Sub(start).Round(time.Millisecond).String())
+	return now
+}
+
+func (j *job) fid() string { return j.msg.VideoFID }
+
+// handle converts, stores and publishes; an error is a *permanentError or
+// transient.
+func (s *Service) handle(ctx context.Context, j *job) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opt.JobTimeout)
+	defer cancel()
+
+	// A redelivery after the MP3 was stored: only the bookkeeping is left.
+	switch _, err := s.d.MP3s.Stat(ctx, j.id); {
+	case err == nil:
+		return resultAlready, s.finish(ctx, j, true)
+	case !errors.Is(err, gridfs.ErrNotFound):
+		return "", fmt.Errorf("look for an existing mp3: %w", err)
+	}
+
+	src, info, err := s.d.Videos.Open(ctx, j.id, 0)
+	switch {
+	case errors.Is(err, gridfs.ErrNotFound):
+		return "", permanent("the video was not found (it may have been deleted)", err)
+	case err != nil:
+		return "", fmt.Errorf("open video: %w", err)
+	}
+	defer src.Close()
+	switch {
+	case info.Length == 0:
+		return "", permanent("the file is empty", nil)
+	case info.Length > s.opt.MaxInputBytes:
+		return "", permanent(fmt.Sprintf("the file is larger than the %s limit", bytesText(s.opt.MaxInputBytes)),
+			fmt.Errorf("%d bytes", info.Length))
+	}
+	if err := s.d.Jobs.Progress(ctx, j.fid(), 0); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		return "", fmt.Errorf("mark job converting: %w", err)
+	}
+	j.log.Info("converting", "bytes", info.Length)
+
+	name := mp3Name(j.msg.Filename, info, j.fid())
+	_, err = s.convert(ctx, j, src, info, name)
+	switch {
+	case errors.Is(err, gridfs.ErrExists):
+		// Another converter stored it meanwhile (a duplicate delivery).
+		j.log.Info("mp3 stored meanwhile by another converter")
+		return resultAlready, s.finish(ctx, j, true)
+	case err != nil:
+		return "", err
+	}
+	return resultDone, s.finish(ctx, j, false)
+}
+
+// finish publishes the success message, then marks the job done. When the
+// MP3 was there already (a redelivery), a job that is done already had its
+// message published (publish comes before done), so it is not sent twice.
+func (s *Service) finish(ctx context.Context, j *job, already bool) error {
+	fid := j.fid()
+	if already {
+		jb, err := s.d.Jobs.Get(ctx, fid)
+		switch {
+		case err == nil && jb.Status == jobs.Done && jb.MP3FID != nil && *jb.MP3FID == fid:
+			j.log.Info("already converted and reported: nothing to do")
+			return nil
+		case err != nil && !errors.Is(err, jobs.ErrNotFound):
+			return fmt.Errorf("get job: %w", err)
+		}
+	}
+	out := message.Conversion{VideoFID: fid, MP3FID: &fid, Username: j.msg.Username, Filename: j.msg.Filename}
+	if err := s.d.Publisher.Publish(ctx, s.opt.MP3Queue, mq.Message{Body: out.Encode(), MessageID: fid}); err != nil {
+		return fmt.Errorf("publish mp3 message: %w", err)
+	}
+	if err := s.d.Jobs.Done(ctx, fid, fid); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		return fmt.Errorf("mark job done: %w", err)
+	}
+	return nil
+}
+
+// reportFailure tells the user: a message with Error on MP3_QUEUE, then the
+// job marked failed (a done job stays done).
+func (s *Service) reportFailure(ctx context.Context, j *job, reason string) error {
+	if strings.TrimSpace(j.msg.Username) != "" {
+		out := message.Conversion{VideoFID: j.fid(), Username: j.msg.Username, Filename: j.msg.Filename, Error: reason}
+		if err := s.d.Publisher.Publish(ctx, s.opt.MP3Queue, mq.Message{Body: out.Encode(), MessageID: j.fid()}); err != nil {
+			return fmt.Errorf("publish failure message: %w", err)
+		}
+	}
+	if err := s.d.Jobs.Failed(ctx, j.fid(), reason); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		return fmt.Errorf("mark job failed: %w", err)
+	}
+	return nil
+}
+
+// malformed handles a message Decode refused. Its fields are read leniently:
+// with a valid video_fid the job is marked failed and, with a username (from
+// the message or the job), the user is told. Without one there is nobody to
+// tell and nothing to mark: it is logged and dropped.
+func (s *Service) malformed(ctx context.Context, log *slog.Logger, d mq.Delivery, derr error) error {
+	var loose struct {
+		VideoFID any    `json:"video_fid"`
+		Username any    `json:"username"`
+		Filename string `json:"filename"`
+	}
+	_ = json.Unmarshal(d.Body, &loose)
+	fid, _ := loose.VideoFID.(string)
+	user, _ := loose.Username.(string)
+	if !message.IsObjectID(fid) {
+		log.Error("malformed message dropped: no valid video_fid, nobody to tell",
+			"err", derr, "body", clipBody(d.Body))
+		return fmt.Errorf("%w: %w", mq.ErrPermanent, derr)
+	}
+	log = log.With("video_fid", fid)
+	j := &job{msg: message.Conversion{VideoFID: fid, Username: user, Filename: loose.Filename}, log: log}
+	if strings.TrimSpace(user) == "" {
+		jb, err := s.d.Jobs.Get(ctx, fid)
+		switch {
+		case err == nil:
+			j.msg.Username = jb.Username
+			if j.msg.Filename == "" {
+				j.msg.Filename = jb.Filename
+			}
+		case !errors.Is(err, jobs.ErrNotFound):
+			return fmt.Errorf("look up the job of a malformed message: %w", err)
+		}
+	}
+	log.Error("malformed message", "err", derr, "body", clipBody(d.Body))
+	if err := s.reportFailure(ctx, j, "the conversion request was malformed"); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", mq.ErrPermanent, derr)
+}
+
+// permanentError is a failure retrying cannot fix; reason is for the user.
+type permanentError struct {
+	reason string
+	err    error
+}
+
+func permanent(reason string, err error) error { return &permanentError{reason: reason, err: err} }
+
+func (e *permanentError) Error() string {
+	if e.err == nil {
+		return e.reason
+	}
+	return e.reason + ": " + e.err.Error()
+}
+
+func (e *permanentError) Unwrap() []error {
+	if e.err == nil {
+		return []error{mq.ErrPermanent}
+	}
+	return []error{mq.ErrPermanent, e.err}
+}
+
+// mp3Meta is the MP3's GridFS metadata. The gateway's download checks owner.
+type mp3Meta struct {
+	Owner    string  `bson:"owner"`
+	VideoFID string  `bson:"video_fid"`
+	Filename string  `bson:"filename"`
+	Duration float64 `bson:"duration"` // seconds, as probed (capped by MaxDuration)
+	Bitrate  int     `bson:"bitrate"`  // bits per second
+	Codec    string  `bson:"source_codec"`
+	Copied   bool    `bson:"copied"` // the source audio was MP3, copied without re-encoding
+}
+
+// mp3Name is "<base name of the original>.mp3", from the message, else the
+// video's metadata or files document, else the file ID.
+func mp3Name(fromMsg string, info gridfs.FileInfo, fid string) string {
+	name := fromMsg
+	if name == "" && info.Metadata != nil {
+		if v, ok := info.Metadata.Lookup("filename").StringValueOK(); ok {
+			name = v
+		}
+	}
+	if name == "" {
+		name = info.Name
+	}
+	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
+	name = strings.TrimSuffix(name, path.Ext(name))
+	if name == "" || name == "." || name == "/" {
+		name = fid
+	}
+	return name + ".mp3"
+}
+
+func clipBody(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return strings.ToValidUTF8(string(b[:max]), "?") + "…"
+	}
+	return strings.ToValidUTF8(string(b), "?")
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}

@@ -1,0 +1,352 @@
+package web_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"mp3converter/internal/testenv"
+)
+
+// TestBrowser drives the page in headless Chromium against the real suite:
+// log in (wrong, then right), upload with the progress bar, the errors of a
+// refused upload, the job list updating by itself, download, the email's
+// link in a fresh browser, session expiry and logout. A screenshot of the
+// job list is left in testout/.
+func TestBrowser(t *testing.T) {
+	chrome := chromiumPath(t)
+	const maxUpload = 8 << 20
+	s := startStack(t, maxUpload)
+	dir := t.TempDir()
+	videoName := "clip été " + randomHex(3) + ".mp4"
+	video := makeVideo(t, dir, videoName)
+	home := s.gateway.URL() + "/"
+
+	b := newTab(t, chrome)
+	var fid string
+
+	ok := t.Run("wrong password shows an error", func(t *testing.T) {
+		b := b.in(t)
+		b.do("open the page", 15*time.Second, chromedp.Navigate(home), chromedp.WaitVisible(chromedp.ID("login-form")))
+		if b.visible("app-view") {
+			t.Fatal("the app is shown before logging in")
+		}
+		b.do("log in with a wrong password", 10*time.Second,
+			chromedp.SendKeys(chromedp.ID("email"), s.email),
+			chromedp.SendKeys(chromedp.ID("password"), "not the password"),
+			chromedp.Click(chromedp.ID("login-button")))
+		b.waitFor("the error", `document.getElementById('login-msg').textContent !== ''`, 10*time.Second)
+		if got := b.text("login-msg"); got != "Wrong email or password." {
+			t.Errorf("login message %q, want %q", got, "Wrong email or password.")
+		}
+		if tok := mustEval[bool](b, `sessionStorage.length > 0`); tok {
+			t.Error("something was stored after a failed login")
+		}
+	})
+	ok = ok && t.Run("right password, with the keyboard", func(t *testing.T) {
+		b := b.in(t)
+		// The password is not ASCII: the page must send it as UTF-8.
+		b.do("log in", 10*time.Second,
+			chromedp.Clear(chromedp.ID("password")),
+			chromedp.SendKeys(chromedp.ID("password"), s.password+"\n")) // Enter submits
+		b.waitFor("the app", `!document.getElementById('app-view').hidden`, 10*time.Second)
+		if b.visible("login-view") {
+			t.Error("the login form is still shown")
+		}
+		if got, want := b.text("whoami"), "Signed in as "+s.email; got != want {
+			t.Errorf("whoami %q, want %q", got, want)
+		}
+		token := mustEval[string](b, `sessionStorage.getItem('mp3converter.token') || ''`)
+		if strings.Count(token, ".") != 2 {
+			t.Fatalf("sessionStorage token %q is not a JWT", token)
+		}
+		if url := mustEval[string](b, `location.href`); strings.Contains(url, token) {
+			t.Errorf("the token is in the URL %s", url)
+		}
+		b.waitFor("the empty list", `!document.getElementById('jobs-empty').hidden`, 5*time.Second)
+	})
+	ok = ok && t.Run("refused uploads are explained", func(t *testing.T) {
+		b := b.in(t)
+		text := filepath.Join(dir, "notes.txt")
+		big := filepath.Join(dir, "huge.mp4")
+		writeFile(t, text, []byte("not a video\n"))
+		writeFile(t, big, make([]byte, maxUpload+64<<10))
+		for _, tc := range []struct{ file, want string }{
+			{text, "Not a video or audio file"},
+			{big, "File too large (the limit is 8 MiB)."},
+		} {
+			b.do("upload "+tc.file, 10*time.Second,
+				chromedp.SetUploadFiles(chromedp.ID("file"), []string{tc.file}),
+				chromedp.Click(chromedp.ID("upload-button")))
+			b.waitFor("the refusal", `document.getElementById('upload-msg').classList.contains('error')`, 15*time.Second)
+			if got := b.text("upload-msg"); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("%s: message %q, want it to start with %q", filepath.Base(tc.file), got, tc.want)
+			}
+		}
+	})
+	ok = ok && t.Run("upload shows progress to 100 % and the job appears", func(t *testing.T) {
+		b := b.in(t)
+		b.do("choose the video", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file"), []string{video}))
+		// On loopback the upload would end before the first poll: throttle
+		// it (about 1.5 s), so that the bar is seen moving.
+		b.throttle(s.gateway.URL()+"/upload", 1<<20)
+		defer b.throttle("", 0)
+		b.do("upload", 10*time.Second, chromedp.Click(chromedp.ID("upload-button")))
+		// Poll the bar's value attribute until it reads 100.
+		var seen []int
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			v, err := eval[string](b, `document.getElementById('upload-progress').getAttribute('value') || ''`)
+			if n, perr := strconv.Atoi(v); err == nil && perr == nil {
+				if len(seen) == 0 || seen[len(seen)-1] != n {
+					seen = append(seen, n)
+				}
+				if n == 100 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				b.fail("the upload progress bar never reached 100 (values seen: %v)", seen)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("progress values seen: %v", seen)
+		if !slices.IsSorted(seen) {
+			t.Errorf("the progress bar went backwards: %v", seen)
+		}
+		if !slices.ContainsFunc(seen, func(n int) bool { return n > 0 && n < 100 }) {
+			t.Errorf("the progress bar jumped to 100 without showing progress: %v", seen)
+		}
+		if !b.visible("upload-progress") {
+			t.Error("the progress bar is not shown")
+		}
+		if got := b.text("upload-percent"); got != "100 %" {
+			t.Errorf("percentage %q, want 100 %%", got)
+		}
+		b.waitFor("the success message", `document.getElementById('upload-msg').classList.contains('ok')`, 30*time.Second)
+		if got := b.text("upload-msg"); !strings.HasPrefix(got, "Uploaded "+videoName) {
+			t.Errorf("upload message %q", got)
+		}
+		// The list refreshes by itself: the job appears without a reload.
+		b.waitFor("the job in the list", fmt.Sprintf(
+			`[...document.querySelectorAll('#jobs .job-name')].some(e => e.textContent === %q)`, videoName), 10*time.Second)
+		fid = mustEval[string](b, `document.querySelector('#jobs .job').dataset.id`)
+		if !regexp.MustCompile(`^[0-9a-f]{24}$`).MatchString(fid) {
+			t.Fatalf("job id %q", fid)
+		}
+		status := mustEval[string](b, `document.querySelector('#jobs .job').dataset.status`)
+		if status == "failed" {
+			t.Fatalf("the job failed: %s", b.text("jobs"))
+		}
+	})
+	if !ok {
+		return
+	}
+
+	converted := t.Run("the job reaches done and the MP3 downloads", func(t *testing.T) {
+		if s.converter == nil {
+			t.Skip("cmd/converter/main.go does not exist yet: conversion and download not tested")
+		}
+		b := b.in(t)
+		sel := fmt.Sprintf(`document.querySelector('#jobs .job[data-id=%q]')`, fid)
+		b.waitFor("the job to be done", sel+`?.dataset.status === 'done'`, 40*time.Second)
+		if got := mustEval[string](b, sel+`.querySelector('.job-status').textContent`); got != "Ready" {
+			t.Errorf("status text %q, want Ready", got)
+		}
+		path := b.download("click Download", 20*time.Second,
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.job[data-id=%q] .job-download`, fid))))
+		checkMP3(t, path, fid)
+		b.waitFor("the download message", `document.getElementById('download-msg').classList.contains('ok')`, 5*time.Second)
+	})
+
+	t.Run("a failed conversion shows its reason", func(t *testing.T) {
+		if s.converter == nil {
+			t.Skip("cmd/converter/main.go does not exist yet: failures not tested")
+		}
+		b := b.in(t)
+		broken := filepath.Join(dir, "broken "+randomHex(3)+".mp4")
+		noise := make([]byte, 64<<10)
+		_, _ = rand.Read(noise)
+		writeFile(t, broken, noise)
+		b.do("upload a damaged video", 10*time.Second,
+			chromedp.SetUploadFiles(chromedp.ID("file"), []string{broken}),
+			chromedp.Click(chromedp.ID("upload-button")))
+		sel := fmt.Sprintf(`[...document.querySelectorAll('#jobs .job')].find(e => e.querySelector('.job-name').textContent === %q)`, filepath.Base(broken))
+		b.waitFor("the job to fail", sel+`?.dataset.status === 'failed'`, 30*time.Second)
+		reason := mustEval[string](b, sel+`.querySelector('.job-error')?.textContent || ''`)
+		if len(reason) < 10 {
+			t.Errorf("the failed job shows the reason %q", reason)
+		}
+		t.Logf("reason shown: %s", reason)
+		if mustEval[bool](b, sel+`.querySelector('.job-download') !== null`) {
+			t.Error("a failed job has a Download button")
+		}
+	})
+
+	t.Run("the email link downloads at once when logged in", func(t *testing.T) {
+		if !converted {
+			t.Skip("no MP3 (see the conversion subtest)")
+		}
+		b := b.in(t)
+		path := b.download("open /?download=", 20*time.Second, chromedp.Navigate(home+"?download="+fid))
+		checkMP3(t, path, fid)
+		b.waitFor("the parameter to go", `location.search === ''`, 5*time.Second)
+		if !b.visible("app-view") {
+			t.Error("the app is not shown after the download")
+		}
+	})
+
+	t.Run("the email link in a fresh browser: login, then the file", func(t *testing.T) {
+		if !converted {
+			t.Skip("no MP3 (see the conversion subtest)")
+		}
+		link := home + "?download=" + fid
+		if s.notification != nil {
+			link = emailLink(t, s.email, home+"?download="+fid)
+		} else {
+			t.Log("cmd/notification/main.go does not exist yet: using the link the email would carry")
+		}
+		fresh := newTab(t, chrome).in(t)
+		fresh.do("open the link", 15*time.Second, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("login-form")))
+		if got := fresh.text("login-note"); got != "Log in to download your MP3." {
+			t.Errorf("login note %q", got)
+		}
+		path := fresh.download("log in", 20*time.Second,
+			chromedp.SendKeys(chromedp.ID("email"), s.email),
+			chromedp.SendKeys(chromedp.ID("password"), s.password),
+			chromedp.Click(chromedp.ID("login-button")))
+		checkMP3(t, path, fid)
+		fresh.waitFor("the parameter to go", `location.search === ''`, 5*time.Second)
+	})
+
+	t.Run("screenshots of the job list", func(t *testing.T) {
+		b := b.in(t)
+		b.do("desktop size", 5*time.Second, chromedp.EmulateViewport(1100, 760))
+		b.waitFor("the list", `document.querySelectorAll('#jobs .job').length > 0`, 5*time.Second)
+		t.Logf("screenshot: %s", b.screenshot("web-jobs.png"))
+		b.do("phone size", 5*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+		if w := mustEval[int](b, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("the page is %d px wide at a 390 px viewport: not readable on a phone", w)
+		}
+		t.Logf("screenshot: %s", b.screenshot("web-jobs-phone.png"))
+		b.do("back to desktop size", 5*time.Second, chromedp.EmulateViewport(1100, 900))
+	})
+
+	t.Run("an expired session goes back to the login form", func(t *testing.T) {
+		b := b.in(t)
+		if !b.visible("app-view") {
+			t.Skip("not logged in")
+		}
+		// A token auth rejects (403) stands for an expired one; the next
+		// poll of /jobs must notice.
+		mustEval[bool](b, `sessionStorage.setItem('mp3converter.token', 'e30.e30.x'), true`)
+		b.waitFor("the login form", `!document.getElementById('login-view').hidden`, 6*time.Second)
+		if got := b.text("login-msg"); got != "Your session has expired, please log in again." {
+			t.Errorf("message %q", got)
+		}
+		if mustEval[bool](b, `sessionStorage.getItem('mp3converter.token') !== null`) {
+			t.Error("the expired token is still stored")
+		}
+	})
+
+	t.Run("logout", func(t *testing.T) {
+		b := b.in(t)
+		b.do("log in again", 10*time.Second,
+			chromedp.Clear(chromedp.ID("email")),
+			chromedp.SendKeys(chromedp.ID("email"), s.email),
+			chromedp.SendKeys(chromedp.ID("password"), s.password+"\n"))
+		b.waitFor("the app", `!document.getElementById('app-view').hidden`, 10*time.Second)
+		b.waitFor("the job list", `document.querySelectorAll('#jobs .job').length > 0`, 5*time.Second)
+		b.do("log out", 5*time.Second, chromedp.Click(chromedp.ID("logout")))
+		b.waitFor("the login form", `!document.getElementById('login-view').hidden`, 5*time.Second)
+		if mustEval[int](b, `sessionStorage.length`) != 0 {
+			t.Error("sessionStorage is not empty after logout")
+		}
+		if n := mustEval[int](b, `document.querySelectorAll('#jobs .job').length`); n != 0 {
+			t.Errorf("%d jobs still in the page after logout", n)
+		}
+	})
+
+	t.Run("the CSP refuses inline script", func(t *testing.T) {
+		b := b.in(t)
+		const probe = "window.__cspProbe = 1"
+		sum := sha256.Sum256([]byte(probe))
+		b.allowPageError("sha256-" + base64.StdEncoding.EncodeToString(sum[:])) // the violation we cause
+		got := mustEval[string](b, fmt.Sprintf(`new Promise(resolve => {
+			document.addEventListener('securitypolicyviolation', e => resolve('refused by ' + e.effectiveDirective), {once: true});
+			const s = document.createElement('script');
+			s.textContent = %q;
+			document.head.appendChild(s);
+			setTimeout(() => resolve(window.__cspProbe === 1 ? 'ran' : 'no violation reported'), 2000);
+		})`, probe), chromedp.EvalAwaitPromise)
+		if !strings.HasPrefix(got, "refused by script-src") {
+			t.Errorf("an inline script injected into the page: %s, want refused by script-src", got)
+		}
+	})
+
+	for _, p := range []*testenv.Proc{s.gateway, s.auth} {
+		if out := p.Output(); strings.Contains(out, "Bearer ") || strings.Contains(out, "eyJ") {
+			t.Errorf("%s logged a token", p.Name)
+		}
+	}
+}
+
+func checkMP3(t *testing.T, path, fid string) {
+	t.Helper()
+	if got, want := filepath.Base(path), fid+".mp3"; got != want {
+		t.Errorf("saved as %s, want %s", got, want)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("downloaded file: %v", err)
+	}
+	if st.Size() < 10<<10 {
+		t.Errorf("downloaded file is only %d bytes", st.Size())
+	}
+	if codec := audioCodec(t, path); codec != "mp3" {
+		t.Errorf("ffprobe: audio codec %q, want mp3", codec)
+	}
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// emailLink waits for the notification email that carries want (the link
+// to one MP3) and returns the link as the email has it. Other emails to the
+// same user (a failed conversion) may arrive first.
+func emailLink(t *testing.T, to, want string) string {
+	t.Helper()
+	mp := testenv.MailpitShared(t)
+	re := regexp.MustCompile(regexp.QuoteMeta(want) + `\b`)
+	deadline := time.Now().Add(30 * time.Second)
+	var texts []string
+	for {
+		texts = texts[:0]
+		for _, sum := range mp.To(t, to) {
+			msg := mp.Message(t, sum.ID)
+			if m := re.FindString(msg.Text); m != "" {
+				return m
+			}
+			texts = append(texts, msg.Subject+"\n"+msg.Text)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no email to %s links to %s; the emails:\n%s", to, want, strings.Join(texts, "\n---\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
