@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -35,6 +36,8 @@ type Authenticator struct {
 	cost   int
 	dummy  []byte // a hash to compare against when the email is unknown
 	log    *slog.Logger
+	// slots holds one token per CPU: the logins doing their bcrypt work.
+	slots chan struct{}
 }
 
 // NewAuthenticator returns an Authenticator hashing new passwords at cost.
@@ -46,7 +49,8 @@ func NewAuthenticator(users userStore, tokens *token.Issuer, cost int, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("dummy hash: %w", err)
 	}
-	return &Authenticator{users: users, tokens: tokens, cost: cost, dummy: dummy, log: log}, nil
+	return &Authenticator{users: users, tokens: tokens, cost: cost, dummy: dummy, log: log,
+		slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
 }
 
 // HashPassword returns a bcrypt hash of password.
@@ -64,7 +68,20 @@ func HashPassword(password string, cost int) (string, error) {
 // Login checks email and password and returns a signed token. Every path
 // does one bcrypt comparison, so an unknown email costs what a wrong
 // password costs. A legacy plaintext row is re-hashed on its first good login.
+//
+// At most one login per CPU does its bcrypt work at a time; the others wait
+// their turn, in order, and give up without any work when ctx ends (the
+// gateway timed out, the client left). Run all at once, a burst of logins
+// shares the CPUs so that every one of them finishes late: past the
+// gateway's timeout the whole burst fails, and the work done for callers who
+// are gone is wasted.
 func (a *Authenticator) Login(ctx context.Context, email, password string) (string, error) {
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: login abandoned while waiting for a CPU: %w", ErrUnavailable, ctx.Err())
+	}
 	if email == "" || len(email) > 255 {
 		a.burn(password)
 		return "", ErrInvalidCredentials

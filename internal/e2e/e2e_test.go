@@ -10,10 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,128 +26,289 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"mp3converter/internal/testenv"
 )
 
 // suite is one running copy of the system, private to a test: its own
 // MySQL database, queues, MongoDB databases and email addresses.
+//
+// The services reach RabbitMQ, FerretDB and Mailpit's SMTP port through a
+// testenv.Proxy of the suite's own. `make test` runs every package in
+// parallel against the same shared servers, so a fault test must never stop
+// or restart a real server: it simulates the outage on its proxy instead
+// (Down drops every open connection and refuses new ones, Up brings the
+// same address back), which the services see exactly as they would a broker
+// restart or a database going away. The test itself reaches the servers
+// directly (queue depths, file counts, mail), so it keeps seeing them.
 type suite struct {
 	gateway, auth, converter, notification *testenv.Proc
-	amqpURL, videoQueue, mp3Queue          string
-	mail                                   *testenv.Mailpit
-	env                                    map[string]string
+	converters, notifications              []*testenv.Proc // all replicas; [0] is converter / notification
+
+	amqpURL, videoQueue, mp3Queue string // amqpURL reaches the broker directly, not through the proxy
+	rabbit, mongo, smtp           *testenv.Proxy
+	videosDB, mp3sDB              *mongo.Database
+	mail                          *testenv.Mailpit
+	env                           map[string]string
+	authBin                       string // for `auth user add`
 }
 
-func startSuite(t *testing.T) *suite {
+// suiteOptions vary a suite: extra replicas, and env overrides for all four
+// binaries.
+type suiteOptions struct {
+	converters, notifications int // replicas; 0 means 1
+	env                       map[string]string
+}
+
+func startSuite(t *testing.T) *suite { return startSuiteWith(t, suiteOptions{}) }
+
+func startSuiteWith(t *testing.T, opt suiteOptions) *suite {
 	t.Helper()
 	db := testenv.MySQL(t)
 	videosDB, mp3sDB := testenv.Mongo(t), testenv.Mongo(t)
 	amqpURL := testenv.RabbitMQ(t)
+	rabbitURL, rabbit := testenv.RabbitMQProxy(t)
 	s := &suite{
 		amqpURL:    amqpURL,
 		videoQueue: testenv.Queue(t, amqpURL, "e2evideo"),
 		mp3Queue:   testenv.Queue(t, amqpURL, "e2emp3"),
 		mail:       testenv.MailpitShared(t),
+		rabbit:     rabbit,
+		videosDB:   videosDB,
+		mp3sDB:     mp3sDB,
+		authBin:    testenv.Binary(t, "auth"),
 	}
+	mongoURI := testenv.Getenv(t, "MONGODB_URI")
+	s.mongo, mongoURI = mongoProxy(t, mongoURI)
+	s.smtp = testenv.NewProxy(t, s.mail.SMTPAddr())
+	smtpHost, smtpPort, _ := net.SplitHostPort(s.smtp.Addr())
+
 	authPort, gwPort := testenv.FreePort(t), testenv.FreePort(t)
-	// The contract's configuration table, plus the stack's addresses.
+	// The contract's configuration table, plus the stack's addresses (the
+	// proxies), plus short timeouts so that faults resolve in seconds.
 	s.env = map[string]string{
 		"MYSQL_HOST": db.Host, "MYSQL_PORT": strconv.Itoa(db.Port), "MYSQL_USER": db.User,
 		"MYSQL_PASSWORD": db.Password, "MYSQL_DB": db.Name, "JWT_SECRET": "e2e-secret",
 		"AUTH_SVC_ADDRESS": fmt.Sprintf("127.0.0.1:%d", authPort),
-		"MONGODB_URI":      testenv.Getenv(t, "MONGODB_URI"), "RABBITMQ_URL": amqpURL,
+		"MONGODB_URI":      mongoURI, "RABBITMQ_URL": rabbitURL,
 		"MONGODB_VIDEOS_DB": videosDB.Name(), "MONGODB_MP3S_DB": mp3sDB.Name(),
 		"VIDEO_QUEUE": s.videoQueue, "MP3_QUEUE": s.mp3Queue,
 		"FFMPEG_PATH": testenv.Getenv(t, "FFMPEG_PATH"), "FFPROBE_PATH": testenv.Getenv(t, "FFPROBE_PATH"),
-		"SMTP_HOST": s.mail.SMTPHost, "SMTP_PORT": strconv.Itoa(s.mail.SMTPPort), "SMTP_TLS": "none",
+		"SMTP_HOST": smtpHost, "SMTP_PORT": smtpPort, "SMTP_TLS": "none", "SMTP_TIMEOUT": "10s",
 		"MAIL_FROM": "mp3converter@example.com", "PUBLIC_URL": fmt.Sprintf("http://127.0.0.1:%d", gwPort),
 		"SCRATCH_DIR": t.TempDir(), "RETRY_BACKOFF": "200ms", "CONCURRENCY": "2",
+		// Enough attempts to outlive the outages the fault tests inject
+		// (each try against a missing FerretDB takes the driver's 5 s
+		// server selection timeout).
+		"MAX_ATTEMPTS": "10", "MAX_RETRY_BACKOFF": "2s",
+		"AUTH_TIMEOUT": "2s", "PUBLISH_TIMEOUT": "5s", "SHUTDOWN_TIMEOUT": "5s",
+	}
+	for k, v := range opt.env {
+		s.env[k] = v
 	}
 	s.auth = testenv.Start(t, "auth", testenv.Binary(t, "auth"), authPort, s.env)
 	s.gateway = testenv.Start(t, "gateway", testenv.Binary(t, "gateway"), gwPort, s.env)
-	s.converter = testenv.Start(t, "converter", testenv.Binary(t, "converter"), testenv.FreePort(t), s.env)
-	s.notification = testenv.Start(t, "notification", testenv.Binary(t, "notification"), testenv.FreePort(t), s.env)
+	for range max(opt.converters, 1) {
+		s.startConverter(t, nil)
+	}
+	for range max(opt.notifications, 1) {
+		s.startNotification(t)
+	}
+	s.converter, s.notification = s.converters[0], s.notifications[0]
+	if os.Getenv("E2E_DUMP_LOGS") != "" { // for debugging: every process's output, pass or fail
+		t.Cleanup(func() {
+			for _, p := range append([]*testenv.Proc{s.auth, s.gateway}, append(s.converters, s.notifications...)...) {
+				t.Logf("--- %s (pid %d) output ---\n%s", p.Name, p.PID(), p.Output())
+			}
+		})
+	}
 	return s
+}
+
+// startConverter starts one more converter replica, with env overriding
+// the suite's.
+func (s *suite) startConverter(t *testing.T, env map[string]string) *testenv.Proc {
+	t.Helper()
+	p := testenv.Start(t, "converter", testenv.Binary(t, "converter"), testenv.FreePort(t), s.envWith(env))
+	s.converters = append(s.converters, p)
+	return p
+}
+
+func (s *suite) startNotification(t *testing.T) *testenv.Proc {
+	t.Helper()
+	p := testenv.Start(t, "notification", testenv.Binary(t, "notification"), testenv.FreePort(t), s.env)
+	s.notifications = append(s.notifications, p)
+	return p
+}
+
+// envWith is the suite's environment with overrides.
+func (s *suite) envWith(overrides map[string]string) map[string]string {
+	env := maps.Clone(s.env)
+	maps.Copy(env, overrides)
+	return env
+}
+
+// mongoProxy puts a Proxy in front of the (single) host of uri and returns
+// it with the URI that goes through it.
+func mongoProxy(t *testing.T, uri string) (*testenv.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil || u.Host == "" || strings.Contains(u.Host, ",") {
+		t.Fatalf("MONGODB_URI %q: want mongodb://host:port/ with a single host", uri)
+	}
+	target := u.Host
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		target = net.JoinHostPort(target, "27017")
+	}
+	p := testenv.NewProxy(t, target)
+	u.Host = p.Addr()
+	return p, u.String()
 }
 
 // addUser runs the operator command: `auth user add --email E` with the
 // password on stdin.
 func (s *suite) addUser(t *testing.T, email, password string) {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t, "auth"), "user", "add", "--email", email)
+	if err := s.tryAddUser(email, password); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryAddUser is addUser without failing the test (safe in goroutines).
+func (s *suite) tryAddUser(email, password string) error {
+	cmd := exec.Command(s.authBin, "user", "add", "--email", email)
 	for k, v := range s.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdin = strings.NewReader(password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("auth user add: %v\n%s", err, out)
+		return fmt.Errorf("auth user add: %w: %s", err, out)
 	}
+	return nil
 }
+
+// client bounds every request of a test: a hang is a failure, not a stuck
+// test.
+// Keep-alive connections are pooled per host as a browser or a load
+// balancer would, so the load test measures requests, not TCP handshakes.
+var client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+	MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
+}}
 
 func (s *suite) login(t *testing.T, email, password string) string {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.gateway.URL()+"/login", nil)
-	req.SetBasicAuth(email, password)
-	resp, err := http.DefaultClient.Do(req)
+	status, b, err := s.tryLogin(email, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("login: %d %q", resp.StatusCode, b)
+	if status != 200 {
+		t.Fatalf("login: %d %q", status, b)
 	}
-	return string(b)
+	return b
+}
+
+// tryLogin is POST /login on the gateway; it does not fail the test (safe in
+// goroutines).
+func (s *suite) tryLogin(email, password string) (int, string, error) {
+	req, _ := http.NewRequest("POST", s.gateway.URL()+"/login", nil)
+	req.SetBasicAuth(email, password)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // upload posts the file as `curl -F file=@path` does and returns the job path.
 func (s *suite) upload(t *testing.T, tok, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	r := s.tryUpload(tok, path)
+	if r.err != nil {
+		t.Fatalf("upload: %v", r.err)
+	}
+	if r.status != 200 || r.body != "success!" {
+		t.Fatalf("upload: %d %q", r.status, r.body)
+	}
+	return r.job
+}
+
+type uploadResult struct {
+	status int
+	body   string
+	job    string // the Location header: /jobs/{id}
+	took   time.Duration
+	err    error // transport error
+}
+
+// fid is the video's (and the MP3's) id: the last element of the job path.
+func (r uploadResult) fid() string { return path.Base(r.job) }
+
+// tryUpload is upload without failing the test (safe in goroutines).
+func (s *suite) tryUpload(tok, file string) uploadResult {
+	f, err := os.Open(file)
 	if err != nil {
-		t.Fatal(err)
+		return uploadResult{err: err}
 	}
 	defer f.Close()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	w, _ := mw.CreateFormFile("file", filepath.Base(path))
-	io.Copy(w, f)
+	w, _ := mw.CreateFormFile("file", filepath.Base(file))
+	if _, err := io.Copy(w, f); err != nil {
+		return uploadResult{err: err}
+	}
 	mw.Close()
-	req, _ := http.NewRequest("POST", s.gateway.URL()+"/upload", &body)
+	return s.postUpload(tok, &body, mw.FormDataContentType())
+}
+
+func (s *suite) postUpload(tok string, body io.Reader, ctype string) uploadResult {
+	start := time.Now()
+	req, _ := http.NewRequest("POST", s.gateway.URL()+"/upload", body)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return uploadResult{err: err, took: time.Since(start)}
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(b) != "success!" {
-		t.Fatalf("upload: %d %q", resp.StatusCode, b)
-	}
-	return resp.Header.Get("Location")
+	b, err := io.ReadAll(resp.Body)
+	return uploadResult{status: resp.StatusCode, body: string(b), job: resp.Header.Get("Location"),
+		took: time.Since(start), err: err}
 }
 
 func (s *suite) get(t *testing.T, tok, path string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", s.gateway.URL()+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	status, b, err := s.tryGet(tok, path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return status, b
+}
+
+func (s *suite) tryGet(tok, path string) (int, []byte, error) {
+	req, _ := http.NewRequest("GET", s.gateway.URL()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 // job returns the job at path once its status is want (the converter
 // publishes the result before it updates the job, so the email may come
-// first), or whatever it is after 20 s.
-func (s *suite) job(t *testing.T, tok, path, want string) map[string]any {
+// first), or whatever it is after the timeout (20 s if 0).
+func (s *suite) job(t *testing.T, tok, path, want string, timeout ...time.Duration) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	d := 20 * time.Second
+	if len(timeout) > 0 {
+		d = timeout[0]
+	}
+	deadline := time.Now().Add(d)
 	for {
 		status, b := s.get(t, tok, path)
 		var j map[string]any
