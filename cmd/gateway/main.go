@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string) error {
 	log.Info("starting", "port", cfg.Port, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
 		"max_upload_bytes", cfg.MaxUploadBytes)
 
-	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout)
+	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout, cfg.AuthLoginTimeout)
 	if err != nil {
 		return err
 	}

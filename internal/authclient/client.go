@@ -23,29 +23,33 @@ var ErrUnavailable = errors.New("auth service unavailable")
 
 // Client calls auth at http://AUTH_SVC_ADDRESS.
 type Client struct {
-	base    string
-	http    *http.Client
-	timeout time.Duration
+	base         string
+	http         *http.Client
+	timeout      time.Duration
+	loginTimeout time.Duration
 }
 
-// New returns a client for addr (host:port, the original's AUTH_SVC_ADDRESS);
-// every call takes at most timeout.
-func New(addr string, timeout time.Duration) (*Client, error) {
+// New returns a client for addr (host:port, the original's AUTH_SVC_ADDRESS).
+// A validation takes at most timeout; a login at most loginTimeout, which
+// is longer: a login costs a bcrypt comparison, and auth runs one per CPU,
+// so a burst of logins queues there.
+func New(addr string, timeout, loginTimeout time.Duration) (*Client, error) {
 	if addr == "" || strings.Contains(addr, "/") {
 		return nil, fmt.Errorf("auth address %q: want host:port", addr)
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("auth timeout %s must be positive", timeout)
+	if timeout <= 0 || loginTimeout <= 0 {
+		return nil, fmt.Errorf("auth timeouts %s, %s must be positive", timeout, loginTimeout)
 	}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   100,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: timeout,
+		ResponseHeaderTimeout: max(timeout, loginTimeout),
 	}
 	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-	return &Client{base: "http://" + addr, http: &http.Client{Transport: tr, Timeout: timeout}, timeout: timeout}, nil
+	return &Client{base: "http://" + addr, http: &http.Client{Transport: tr, Timeout: max(timeout, loginTimeout)},
+		timeout: timeout, loginTimeout: loginTimeout}, nil
 }
 
 // Response is auth's answer to a login, passed back to the client as is.
@@ -59,7 +63,7 @@ type Response struct {
 // auth's /login. clientAddr goes in X-Forwarded-For so auth's rate limit sees
 // the real client.
 func (c *Client) Login(ctx context.Context, authorization, clientAddr string) (Response, error) {
-	resp, err := c.post(ctx, "/login", authorization, clientAddr)
+	resp, err := c.post(ctx, c.loginTimeout, "/login", authorization, clientAddr)
 	if err != nil {
 		return Response{}, err
 	}
@@ -81,7 +85,7 @@ func (c *Client) Validate(ctx context.Context, authorization string) (token.Clai
 	if authorization == "" {
 		return token.Claims{}, httpx.Status(http.StatusUnauthorized, "missing credentials")
 	}
-	resp, err := c.post(ctx, "/validate", authorization, "")
+	resp, err := c.post(ctx, c.timeout, "/validate", authorization, "")
 	if err != nil {
 		return token.Claims{}, err
 	}
@@ -122,8 +126,8 @@ func (c *Client) Ready(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) post(ctx context.Context, path, authorization, clientAddr string) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *Client) post(ctx context.Context, timeout time.Duration, path, authorization, clientAddr string) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
 	if err != nil {
 		cancel()

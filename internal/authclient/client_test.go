@@ -29,7 +29,7 @@ func realAuth(t *testing.T) (*authclient.Client, *token.Issuer) {
 	srv := httptest.NewServer(auth.NewServer(a, tokens, httpx.NewOps(httpx.NewRegistry()), log,
 		auth.ServerOptions{RequestTimeout: time.Second, LoginRate: 10, LoginBurst: 10}))
 	t.Cleanup(srv.Close)
-	c, err := authclient.New(strings.TrimPrefix(srv.URL, "http://"), 2*time.Second)
+	c, err := authclient.New(strings.TrimPrefix(srv.URL, "http://"), 2*time.Second, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestUnavailable(t *testing.T) {
 		"slow": strings.TrimPrefix(slow.URL, "http://"), "5xx": strings.TrimPrefix(broken.URL, "http://"), "down": closed,
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, _ := authclient.New(addr, 300*time.Millisecond)
+			c, _ := authclient.New(addr, 300*time.Millisecond, 300*time.Millisecond)
 			if _, err := c.Validate(context.Background(), "Bearer x"); !errors.Is(err, authclient.ErrUnavailable) {
 				t.Fatalf("Validate err = %v, want ErrUnavailable", err)
 			}
@@ -97,7 +97,7 @@ func TestUnavailable(t *testing.T) {
 }
 
 func TestNewRejectsURL(t *testing.T) {
-	if _, err := authclient.New("http://auth:5000/", time.Second); err == nil {
+	if _, err := authclient.New("http://auth:5000/", time.Second, time.Second); err == nil {
 		t.Fatal("New accepted a URL; AUTH_SVC_ADDRESS is host:port")
 	}
 }

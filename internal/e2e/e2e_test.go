@@ -102,7 +102,7 @@ func startSuiteWith(t *testing.T, opt suiteOptions) *suite {
 		// (each try against a missing FerretDB takes the driver's 5 s
 		// server selection timeout).
 		"MAX_ATTEMPTS": "10", "MAX_RETRY_BACKOFF": "2s",
-		"AUTH_TIMEOUT": "2s", "PUBLISH_TIMEOUT": "5s", "SHUTDOWN_TIMEOUT": "5s",
+		"AUTH_TIMEOUT": "2s", "AUTH_LOGIN_TIMEOUT": "2s", "PUBLISH_TIMEOUT": "5s", "SHUTDOWN_TIMEOUT": "5s",
 	}
 	for k, v := range opt.env {
 		s.env[k] = v

@@ -18,6 +18,9 @@ type Config struct {
 
 	AuthAddr    string        `env:"AUTH_SVC_ADDRESS" envDefault:"auth:5000"`
 	AuthTimeout time.Duration `env:"AUTH_TIMEOUT" envDefault:"3s"`
+	// AuthLoginTimeout bounds a forwarded login: bcrypt work queues in
+	// auth under a burst of logins, so it is longer than AUTH_TIMEOUT.
+	AuthLoginTimeout time.Duration `env:"AUTH_LOGIN_TIMEOUT" envDefault:"10s"`
 
 	MongoURI    config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
 	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`

@@ -77,7 +77,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	authSrv := httptest.NewServer(auth.NewServer(authn, tokens, httpx.NewOps(httpx.NewRegistry()), log,
 		auth.ServerOptions{RequestTimeout: 5 * time.Second, LoginRate: 1000, LoginBurst: 1000}))
 	t.Cleanup(authSrv.Close)
-	authc, err := authclient.New(strings.TrimPrefix(authSrv.URL, "http://"), 2*time.Second)
+	authc, err := authclient.New(strings.TrimPrefix(authSrv.URL, "http://"), 2*time.Second, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
