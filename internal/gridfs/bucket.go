@@ -46,8 +46,11 @@ const (
 	// fallbackRange is the number of chunks per sorted range query when a
 	// file's chunks do not come back in order from the plain scan.
 	fallbackRange = 32
-	// cleanupTimeout bounds the best-effort removal of a failed upload.
-	cleanupTimeout = 30 * time.Second
+	// cleanupTimeout bounds the best-effort removal of a failed upload;
+	// cleanupRetryFor is how long it is retried in the background when the
+	// server does not answer.
+	cleanupTimeout  = 30 * time.Second
+	cleanupRetryFor = 10 * time.Minute
 	// setupTimeout bounds index creation in NewBucket.
 	setupTimeout = 30 * time.Second
 	// maxChunks is the number of chunks an upload can address: the chunk

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -507,4 +508,62 @@ func TestLargeFile(t *testing.T) {
 	t.Logf("download: %v", time.Since(t0))
 	// The driver's own download stream fails on this file under FerretDB:
 	// see BenchmarkDriverDownloadLarge.
+}
+
+// downReader yields n bytes, then cuts the server off and fails.
+type downReader struct {
+	r    io.Reader
+	n    int
+	down func()
+}
+
+func (d *downReader) Read(p []byte) (int, error) {
+	if d.n <= 0 {
+		d.down()
+		return 0, errors.New("client went away")
+	}
+	k, err := d.r.Read(p[:min(len(p), d.n)])
+	d.n -= k
+	return k, err
+}
+
+// When the server is unreachable as the upload fails (the likely reason it
+// failed), the chunks already written are removed once it is back.
+func TestFailedUploadCleanedUpAfterOutage(t *testing.T) {
+	t.Parallel()
+	direct := testenv.Mongo(t)
+	u, err := url.Parse(testenv.Getenv(t, "MONGODB_URI"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + proxy.Addr() + "/?directConnection=true").
+		SetServerSelectionTimeout(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	b, err := NewBucket(client.Database(direct.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &downReader{r: bytes.NewReader(content(12<<20, 9)), n: 9 << 20, down: proxy.Down}
+	if _, err := b.Upload(testCtx(t), "f", r, nil, UploadOptions{}); err == nil {
+		t.Fatal("upload succeeded")
+	}
+	if _, chunks := count(t, direct); chunks == 0 {
+		t.Fatal("no chunks were written before the outage: the test proves nothing")
+	}
+	proxy.Up()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f, c := count(t, direct)
+		if f == 0 && c == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files, %d chunks still there a minute after the server came back", f, c)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -65,7 +65,11 @@ func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any,
 	if err := u.run(ctx, r, opt.MaxBytes, given); err != nil {
 		if u.wrote {
 			if cerr := u.cleanup(ctx); cerr != nil {
-				err = fmt.Errorf("%w (and removing its chunks: %v)", err, cerr)
+				// The server is likely down (the reason the upload failed):
+				// keep trying in the background, or the chunks stay forever
+				// (their file id is fresh, so no later upload clears them).
+				go u.cleanupLater(context.WithoutCancel(ctx))
+				err = fmt.Errorf("%w (and removing its chunks, retried in the background: %v)", err, cerr)
 			}
 		}
 		return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
@@ -212,6 +216,17 @@ func (u *upload) cleanup(ctx context.Context) error {
 	defer cancel()
 	_, err := u.b.chunks.DeleteMany(ctx, u.ours())
 	return err
+}
+
+// cleanupLater retries cleanup with backoff for up to cleanupRetryFor.
+func (u *upload) cleanupLater(ctx context.Context) {
+	deadline := time.Now().Add(cleanupRetryFor)
+	for wait := time.Second; time.Now().Before(deadline); wait = min(2*wait, 30*time.Second) {
+		time.Sleep(wait)
+		if u.cleanup(ctx) == nil {
+			return
+		}
+	}
 }
 
 // fill reads until buf is full or r reports io.EOF. Unlike io.ReadFull it
