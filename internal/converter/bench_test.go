@@ -92,7 +92,7 @@ func benchFaststart(b *testing.B, src string) string {
 
 func benchConvert(b *testing.B, video string) {
 	h := newHarness(b)
-	var logBuf lockedBuffer // the jobs' log lines, with their phases
+	var logBuf testenv.Buffer // the jobs' log lines, with their phases
 	h.log = slog.New(slog.NewTextHandler(&logBuf, nil))
 	ctx := context.Background()
 	opt := h.options()
@@ -255,21 +255,4 @@ func rss() uint64 {
 	}
 	pages, _ := strconv.ParseUint(f[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

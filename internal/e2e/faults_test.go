@@ -46,7 +46,7 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 	video := makeVideo(t, 6)
 
 	job := s.upload(t, tok, video)
-	eventually(t, time.Minute, "converting with progress", func() bool {
+	testenv.Eventually(t, time.Minute, "converting with progress", func() bool {
 		st, pct := s.jobStatus(tok, job)
 		return st == "converting" && pct > 0
 	})
@@ -85,7 +85,7 @@ func TestFaultNotificationKilled(t *testing.T) {
 	s.notification.Kill()
 	jobs := []string{s.upload(t, tok, video), s.upload(t, tok, video)}
 	s.waitDone(t, tok, jobs, 2*time.Minute)
-	eventually(t, 30*time.Second, "both mp3 messages waiting in the queue", func() bool {
+	testenv.Eventually(t, 30*time.Second, "both mp3 messages waiting in the queue", func() bool {
 		return s.queueDepth(t, s.mp3Queue) == 2
 	})
 	if n := len(s.mail.To(t, email)); n != 0 {
@@ -100,7 +100,7 @@ func TestFaultNotificationKilled(t *testing.T) {
 	s.smtp.Down()
 	third := s.upload(t, tok, video)
 	s.waitDone(t, tok, []string{third}, 2*time.Minute)
-	eventually(t, time.Minute, "notification retrying the email", func() bool {
+	testenv.Eventually(t, time.Minute, "notification retrying the email", func() bool {
 		v, err := metric(s.notification, "notifications_total", `result="retried"`)
 		return err == nil && v >= 1
 	})
@@ -134,14 +134,14 @@ func TestFaultRabbitMQRestart(t *testing.T) {
 	for range 3 {
 		accepted = append(accepted, s.upload(t, tok, video))
 	}
-	eventually(t, time.Minute, "a conversion in flight", func() bool {
+	testenv.Eventually(t, time.Minute, "a conversion in flight", func() bool {
 		st, _ := s.jobStatus(tok, accepted[0])
 		return st == "converting"
 	})
 
 	s.rabbit.Down()
 	down := time.Now()
-	eventually(t, 30*time.Second, "gateway not ready without the broker", func() bool { return !ready(s.gateway) })
+	testenv.Eventually(t, 30*time.Second, "gateway not ready without the broker", func() bool { return !ready(s.gateway) })
 	r := s.tryUpload(tok, video)
 	if r.err != nil || r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "try again later") {
 		t.Fatalf("upload during the outage: %d %q %v, want 503 try again later", r.status, r.body, r.err)
@@ -153,7 +153,7 @@ func TestFaultRabbitMQRestart(t *testing.T) {
 	time.Sleep(time.Until(down.Add(5 * time.Second)))
 	s.rabbit.Up()
 
-	eventually(t, time.Minute, "gateway ready again", func() bool { return ready(s.gateway) })
+	testenv.Eventually(t, time.Minute, "gateway ready again", func() bool { return ready(s.gateway) })
 	for range 2 {
 		accepted = append(accepted, s.upload(t, tok, video))
 	}
@@ -193,7 +193,7 @@ func TestFaultFerretDBDown(t *testing.T) {
 	for range 3 {
 		accepted = append(accepted, s.upload(t, tok, video))
 	}
-	eventually(t, time.Minute, "a conversion in flight", func() bool {
+	testenv.Eventually(t, time.Minute, "a conversion in flight", func() bool {
 		st, _ := s.jobStatus(tok, accepted[0])
 		return st == "converting"
 	})
@@ -211,7 +211,7 @@ func TestFaultFerretDBDown(t *testing.T) {
 	time.Sleep(time.Until(down.Add(6 * time.Second)))
 	s.mongo.Up()
 
-	eventually(t, time.Minute, "gateway ready again", func() bool { return ready(s.gateway) })
+	testenv.Eventually(t, time.Minute, "gateway ready again", func() bool { return ready(s.gateway) })
 	accepted = append(accepted, s.upload(t, tok, video))
 	s.waitDone(t, tok, accepted, 3*time.Minute)
 	fids := fidsOf(accepted)
@@ -266,10 +266,10 @@ func TestFaultAuthDown(t *testing.T) {
 	// Gone.
 	s.auth.Kill()
 	check("auth killed")
-	eventually(t, 30*time.Second, "gateway not ready without auth", func() bool { return !ready(s.gateway) })
+	testenv.Eventually(t, 30*time.Second, "gateway not ready without auth", func() bool { return !ready(s.gateway) })
 
 	s.auth.Restart(s.env)
-	eventually(t, 30*time.Second, "gateway ready again", func() bool { return ready(s.gateway) })
+	testenv.Eventually(t, 30*time.Second, "gateway ready again", func() bool { return ready(s.gateway) })
 	tok = s.login(t, email, "pw")
 	if code, b := s.get(t, tok, "/jobs"); code != 200 {
 		t.Fatalf("GET /jobs after auth came back: %d %q", code, b)
@@ -290,7 +290,7 @@ func TestFaultMailpitDown(t *testing.T) {
 	s.smtp.Down()
 	jobs := []string{s.upload(t, tok, video), s.upload(t, tok, video)}
 	s.waitDone(t, tok, jobs, 2*time.Minute)
-	eventually(t, time.Minute, "notification retrying both emails", func() bool {
+	testenv.Eventually(t, time.Minute, "notification retrying both emails", func() bool {
 		v, err := metric(s.notification, "notifications_total", `result="retried"`)
 		return err == nil && v >= 2
 	})
@@ -326,7 +326,7 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	for range 3 {
 		accepted = append(accepted, s.upload(t, tok, video))
 	}
-	eventually(t, time.Minute, "two conversions in flight", func() bool {
+	testenv.Eventually(t, time.Minute, "two conversions in flight", func() bool {
 		a, _ := s.jobStatus(tok, accepted[0])
 		b, _ := s.jobStatus(tok, accepted[1])
 		return a == "converting" && b == "converting"

@@ -23,20 +23,6 @@ import (
 	"mp3converter/internal/testenv"
 )
 
-// eventually polls cond every 100 ms until it holds, or fails the test
-// after timeout. The deadlines are generous: the machine is shared and
-// loaded, and a wait is a bound, never a performance assertion.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: still not %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // realtimeFFmpeg returns an ffmpeg that reads its input at the input's
 // native rate (-re): a conversion takes as long as the clip lasts, so a test
 // can act while one is in flight without needing long (slow to make) videos.
@@ -138,7 +124,7 @@ func mp3FIDOfMessageID(id string) (string, bool) {
 func (s *suite) waitMailed(t *testing.T, addr string, fids []string, timeout time.Duration) map[string]int {
 	t.Helper()
 	var got map[string]int
-	eventually(t, timeout, fmt.Sprintf("every MP3 of %v emailed to %s", fids, addr), func() bool {
+	testenv.Eventually(t, timeout, fmt.Sprintf("every MP3 of %v emailed to %s", fids, addr), func() bool {
 		got = s.mailedFIDs(t, addr)
 		for _, f := range fids {
 			if got[f] == 0 {
@@ -167,7 +153,7 @@ func (s *suite) waitDone(t *testing.T, tok string, jobPaths []string, timeout ti
 // unacked, and checks that nothing was dead-lettered.
 func (s *suite) waitQueuesEmpty(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, "queues empty", func() bool {
+	testenv.Eventually(t, timeout, "queues empty", func() bool {
 		return s.queueDepth(t, s.videoQueue)+s.queueDepth(t, s.mp3Queue) == 0
 	})
 	for _, q := range []string{s.videoQueue + ".dead", s.mp3Queue + ".dead"} {

@@ -490,7 +490,7 @@ type procSample struct {
 // process.
 func (lt *load) idleSample(t *testing.T, procs []*testenv.Proc) []procSample {
 	t.Helper()
-	eventually(t, 5*time.Minute, "queues drained", func() bool {
+	testenv.Eventually(t, 5*time.Minute, "queues drained", func() bool {
 		return lt.s.queueDepth(t, lt.s.videoQueue)+lt.s.queueDepth(t, lt.s.mp3Queue) == 0
 	})
 	client.CloseIdleConnections()

@@ -1,11 +1,9 @@
 package mq_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,37 +11,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"mp3converter/internal/mq"
+	"mp3converter/internal/testenv"
 )
-
-// logBuf collects a test's logs and prints them only if the test failed
-// (goroutines may still log after the test returned: t.Log would panic).
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logBuf) {
-	t.Helper()
-	b := &logBuf{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", b.String())
-		}
-	})
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
 
 // fastOptions keep reconnection and publish waits short.
 func fastOptions(m *mq.Metrics) mq.Options {
@@ -104,17 +73,6 @@ func (cs *consumer) stop(t *testing.T) error {
 	}
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func depth(t *testing.T, c *mq.Conn, queue string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -162,7 +120,7 @@ func rawGet(t *testing.T, conn *amqp.Connection, queue string) amqp.Delivery {
 		d  amqp.Delivery
 		ok bool
 	)
-	eventually(t, 5*time.Second, "a message in "+queue, func() bool {
+	testenv.Eventually(t, 5*time.Second, "a message in "+queue, func() bool {
 		var err error
 		d, ok, err = ch.Get(queue, true)
 		if err != nil {

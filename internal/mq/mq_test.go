@@ -42,7 +42,7 @@ func TestPublishConsumeRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			queue := testenv.Queue(t, url, "mq_roundtrip")
-			log, logs := testLogger(t)
+			log, logs := testenv.Logger(t)
 			c := dial(t, url, log, fastOptions(nil))
 
 			// What is on the wire, as another program sees it.
@@ -97,7 +97,7 @@ func TestPublishConsumeRoundTrip(t *testing.T) {
 					t.Errorf("consumed header %s = %#v, want %#v", k, gd.Headers[k], v)
 				}
 			}
-			eventually(t, 5*time.Second, "handler log line with message_id", func() bool {
+			testenv.Eventually(t, 5*time.Second, "handler log line with message_id", func() bool {
 				return strings.Contains(logs.String(), `"msg":"handling"`) &&
 					strings.Contains(logs.String(), `"message_id":"`+gd.MessageID+`"`)
 			})
@@ -129,7 +129,7 @@ func TestPublishDeclaresQueue(t *testing.T) {
 					t.Fatalf("operator declare: %v", err)
 				}
 			}
-			log, _ := testLogger(t)
+			log, _ := testenv.Logger(t)
 			c := dial(t, url, log, fastOptions(nil))
 			publish(t, c, queue, mq.Message{Body: []byte(`{"n":1}`)})
 			publish(t, c, queue, mq.Message{Body: []byte(`{"n":2}`)})
@@ -201,7 +201,7 @@ func TestConsumeOutcomes(t *testing.T) {
 			t.Parallel()
 			queue := testenv.Queue(t, url, "mq_outcome")
 			dead := mq.DeadLetterQueue(queue)
-			log, _ := testLogger(t)
+			log, _ := testenv.Logger(t)
 			reg := prometheus.NewRegistry()
 			m, err := mq.NewMetrics(reg)
 			if err != nil {
@@ -230,11 +230,11 @@ func TestConsumeOutcomes(t *testing.T) {
 				defer mu.Unlock()
 				return len(attempts)
 			}
-			eventually(t, 10*time.Second, fmt.Sprintf("%d handler calls", tt.wantCalls), func() bool {
+			testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d handler calls", tt.wantCalls), func() bool {
 				return calls() >= tt.wantCalls
 			})
 			if tt.wantDead != "" {
-				eventually(t, 10*time.Second, "a message in the dead-letter queue", func() bool {
+				testenv.Eventually(t, 10*time.Second, "a message in the dead-letter queue", func() bool {
 					return depth(t, c, dead) == 1
 				})
 			}
@@ -295,7 +295,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
 			t.Parallel()
 			queue := testenv.Queue(t, url, "mq_conc")
-			log, _ := testLogger(t)
+			log, _ := testenv.Logger(t)
 			c := dial(t, url, log, fastOptions(nil))
 			const n = 12
 			var running, peak, done atomic.Int32
@@ -316,7 +316,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			for i := range n {
 				publish(t, c, queue, mq.Message{Body: fmt.Appendf(nil, `{"i":%d}`, i)})
 			}
-			eventually(t, 10*time.Second, fmt.Sprintf("%d messages handled", n), func() bool { return done.Load() == n })
+			testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d messages handled", n), func() bool { return done.Load() == n })
 			if p := peak.Load(); p != int32(concurrency) {
 				t.Errorf("at most %d handlers ran at once, want %d", p, concurrency)
 			}
@@ -332,12 +332,12 @@ func TestBrokerOutage(t *testing.T) {
 		t.Parallel()
 		queue := testenv.Queue(t, url, "mq_outage_pub")
 		purl, proxy := testenv.RabbitMQProxy(t)
-		log, _ := testLogger(t)
+		log, _ := testenv.Logger(t)
 		c := dial(t, purl, log, fastOptions(nil))
 		publish(t, c, queue, mq.Message{Body: []byte(`{"n":1}`)})
 
 		proxy.Down()
-		eventually(t, 5*time.Second, "Ready reports the outage", func() bool {
+		testenv.Eventually(t, 5*time.Second, "Ready reports the outage", func() bool {
 			return errors.Is(c.Ready(context.Background()), mq.ErrUnavailable)
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -370,7 +370,7 @@ func TestBrokerOutage(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Fatal("Publish waiting through the outage did not return")
 		}
-		eventually(t, 10*time.Second, "Publish succeeds after the broker is back", func() bool {
+		testenv.Eventually(t, 10*time.Second, "Publish succeeds after the broker is back", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			return c.Publish(ctx, queue, mq.Message{Body: []byte(`{"n":2}`)}) == nil
@@ -387,7 +387,7 @@ func TestBrokerOutage(t *testing.T) {
 		t.Parallel()
 		queue := testenv.Queue(t, url, "mq_outage_sub")
 		purl, proxy := testenv.RabbitMQProxy(t)
-		log, _ := testLogger(t)
+		log, _ := testenv.Logger(t)
 		pub := dial(t, url, log, fastOptions(nil)) // the publisher is not behind the proxy
 		sub := dial(t, purl, log, fastOptions(nil))
 		got := make(chan string, 10)
@@ -419,7 +419,7 @@ func TestBrokerOutage(t *testing.T) {
 		receive(`"before"`)
 
 		proxy.Down()
-		eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
+		testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
 			return sub.Ready(context.Background()) != nil
 		})
 		publish(t, pub, queue, mq.Message{Body: []byte(`"during"`)})
@@ -434,7 +434,7 @@ func TestBrokerOutage(t *testing.T) {
 		queue := testenv.Queue(t, url, "mq_outage_dial")
 		purl, proxy := testenv.RabbitMQProxy(t)
 		proxy.Down()
-		log, _ := testLogger(t)
+		log, _ := testenv.Logger(t)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
@@ -469,7 +469,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Run("in-flight handler finishes and its message is acked", func(t *testing.T) {
 		t.Parallel()
 		queue := testenv.Queue(t, url, "mq_shutdown_finish")
-		log, _ := testLogger(t)
+		log, _ := testenv.Logger(t)
 		c := dial(t, url, log, fastOptions(nil))
 		started, release := make(chan struct{}), make(chan struct{})
 		var calls atomic.Int32
@@ -514,7 +514,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Run("handler outliving the timeout is cancelled and redelivered", func(t *testing.T) {
 		t.Parallel()
 		queue := testenv.Queue(t, url, "mq_shutdown_timeout")
-		log, _ := testLogger(t)
+		log, _ := testenv.Logger(t)
 		c := dial(t, url, log, fastOptions(nil))
 		started := make(chan struct{})
 		var cancelled atomic.Bool
@@ -569,7 +569,7 @@ func TestCompetingConsumers(t *testing.T) {
 	t.Parallel()
 	url := testenv.RabbitMQ(t)
 	queue := testenv.Queue(t, url, "mq_compete")
-	log, _ := testLogger(t)
+	log, _ := testenv.Logger(t)
 	var (
 		mu   sync.Mutex
 		seen = map[string]int{}
@@ -590,7 +590,7 @@ func TestCompetingConsumers(t *testing.T) {
 	}
 	// Both consumers must be registered before publishing, so that both get work.
 	ch := rawChannel(t, raw(t, url))
-	eventually(t, 10*time.Second, "2 consumers on the queue", func() bool {
+	testenv.Eventually(t, 10*time.Second, "2 consumers on the queue", func() bool {
 		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 		return err == nil && q.Consumers == 2
 	})
@@ -599,7 +599,7 @@ func TestCompetingConsumers(t *testing.T) {
 	for i := range n {
 		publish(t, pub, queue, mq.Message{Body: []byte(`{}`), MessageID: fmt.Sprintf("m%02d", i)})
 	}
-	eventually(t, 10*time.Second, fmt.Sprintf("%d messages handled", n), func() bool {
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d messages handled", n), func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == n
@@ -628,10 +628,10 @@ func TestClosedConn(t *testing.T) {
 	t.Parallel()
 	url := testenv.RabbitMQ(t)
 	queue := testenv.Queue(t, url, "mq_closed")
-	log, _ := testLogger(t)
+	log, _ := testenv.Logger(t)
 	c := dial(t, url, log, fastOptions(nil))
 	cs := startConsumer(t, c, queue, mq.ConsumeOptions{}, func(context.Context, mq.Delivery) error { return nil })
-	eventually(t, 10*time.Second, "queue declared by the consumer", func() bool {
+	testenv.Eventually(t, 10*time.Second, "queue declared by the consumer", func() bool {
 		_, err := c.QueueDepth(context.Background(), queue)
 		return err == nil
 	})

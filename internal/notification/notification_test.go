@@ -1,7 +1,6 @@
 package notification_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -18,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +41,7 @@ type stack struct {
 	queue string
 	conn  *mq.Conn
 	reg   *prometheus.Registry
-	logs  *logBuf
+	logs  *testenv.Buffer
 }
 
 type stackOptions struct {
@@ -60,7 +57,7 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 	t.Helper()
 	url := testenv.RabbitMQ(t)
 	queue := testenv.Queue(t, url, "notify")
-	log, logs := testLogger(t)
+	log, logs := testenv.Logger(t)
 	if opt.maxAttempts == 0 {
 		opt.maxAttempts = 3
 	}
@@ -141,7 +138,7 @@ func (s *stack) handled(outcome string) float64 {
 
 func (s *stack) waitCount(result string, n float64) {
 	s.t.Helper()
-	eventually(s.t, mailWait, "notifications_total{result="+result+"} reaches the expected count", func() bool {
+	testenv.Eventually(s.t, mailWait, "notifications_total{result="+result+"} reaches the expected count", func() bool {
 		return s.count(result) >= n
 	})
 }
@@ -164,7 +161,7 @@ func (s *stack) depth(queue string) int {
 // nothing is in flight.
 func (s *stack) drained() {
 	s.t.Helper()
-	eventually(s.t, 5*time.Second, "queue drained", func() bool {
+	testenv.Eventually(s.t, 5*time.Second, "queue drained", func() bool {
 		return s.depth(s.queue) == 0 &&
 			metricValue(s.t, s.reg, "mq_handlers_in_flight", map[string]string{"queue": s.queue}) == 0
 	})
@@ -303,7 +300,7 @@ func TestInvalidMessagesAcked(t *testing.T) {
 	if n := s.count(notification.ResultRetried); n != 0 {
 		t.Errorf("retried = %v, want 0", n)
 	}
-	eventually(t, 5*time.Second, "every invalid message acked as failed, without retry", func() bool {
+	testenv.Eventually(t, 5*time.Second, "every invalid message acked as failed, without retry", func() bool {
 		return s.handled(mq.OutcomeFailed) == float64(len(bad)) && s.handled(mq.OutcomeRetried) == 0
 	})
 }
@@ -353,7 +350,7 @@ func TestSMTPDownDeadLettered(t *testing.T) {
 	s.publishMsg(success(testenv.MailAddress("notify_dead"), ""))
 
 	// The copy is in the dead-letter queue before the original is acked.
-	eventually(t, mailWait, "the message is dead-lettered and acked", func() bool {
+	testenv.Eventually(t, mailWait, "the message is dead-lettered and acked", func() bool {
 		return s.handled(mq.OutcomeDeadLettered) == 1
 	})
 	if n := s.depth(mq.DeadLetterQueue(s.queue)); n != 1 {
@@ -407,7 +404,7 @@ func TestSMTP5xxPermanent(t *testing.T) {
 	if r := s.count(notification.ResultRetried); r != 0 {
 		t.Errorf("retried = %v, want 0", r)
 	}
-	eventually(t, 5*time.Second, "the refused message acked as failed, without retry", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the refused message acked as failed, without retry", func() bool {
 		return s.handled(mq.OutcomeFailed) == 1 && s.handled(mq.OutcomeRetried) == 0
 	})
 	if !strings.Contains(s.logs.String(), "550") {
@@ -473,7 +470,7 @@ func TestStartTLSAuth(t *testing.T) {
 		s := startStack(t, cfg, stackOptions{maxAttempts: 2})
 		to := testenv.MailAddress("notify_badpass")
 		s.publishMsg(success(to, ""))
-		eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
+		testenv.Eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
 		if r := s.count(notification.ResultRetried); r != 1 {
 			t.Errorf("retried = %v, want 1", r)
 		}
@@ -495,7 +492,7 @@ func TestStartTLSAuth(t *testing.T) {
 		s := startStack(t, cfg, stackOptions{maxAttempts: 2})
 		to := testenv.MailAddress("notify_untrusted")
 		s.publishMsg(success(to, ""))
-		eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
+		testenv.Eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
 		if got := mp.To(t, to); len(got) != 0 {
 			t.Errorf("mail delivered over an unverified TLS connection: %+v", got)
 		}
@@ -514,7 +511,7 @@ func TestStartTLSMandatory(t *testing.T) {
 	s := startStack(t, cfg, stackOptions{maxAttempts: 2})
 	to := testenv.MailAddress("notify_nostarttls")
 	s.publishMsg(success(to, ""))
-	eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
+	testenv.Eventually(t, mailWait, "dead-lettered", func() bool { return s.depth(mq.DeadLetterQueue(s.queue)) == 1 })
 	if got := mp.To(t, to); len(got) != 0 {
 		t.Errorf("mail sent without STARTTLS: %+v", got)
 	}
@@ -608,46 +605,6 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 		t.Fatal(err)
 	}
 	return host, n
-}
-
-// logBuf collects a test's logs and prints them only if the test failed.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logBuf) {
-	t.Helper()
-	b := &logBuf{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", b.String())
-		}
-	})
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metricValue returns the value of a counter or gauge with exactly these

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,7 +69,7 @@ type Proc struct {
 	Name string
 	Port int
 	cmd  *exec.Cmd
-	out  *procOutput
+	out  *Buffer
 	done chan struct{}
 }
 
@@ -78,12 +77,12 @@ type Proc struct {
 // GET /healthz answers on port. The process is killed in t.Cleanup.
 func Start(t testing.TB, name, bin string, port int, env map[string]string) *Proc {
 	t.Helper()
-	p := &Proc{t: t, Name: name, Port: port, out: &procOutput{}}
+	p := &Proc{t: t, Name: name, Port: port, out: &Buffer{}}
 	p.start(bin, env)
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			t.Logf("--- %s output (last 4 KiB) ---\n%s", name, p.out.tail(4096))
+			t.Logf("--- %s output (last 4 KiB) ---\n%s", name, p.out.Tail(4096))
 		}
 	})
 	return p
@@ -114,11 +113,11 @@ func (p *Proc) start(bin string, env map[string]string) {
 		}
 		select {
 		case <-p.done:
-			p.t.Fatalf("%s exited at start:\n%s", p.Name, p.out.tail(4096))
+			p.t.Fatalf("%s exited at start:\n%s", p.Name, p.out.Tail(4096))
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not answer /healthz on %d:\n%s", p.Name, p.Port, p.out.tail(4096))
+			p.t.Fatalf("%s did not answer /healthz on %d:\n%s", p.Name, p.Port, p.out.Tail(4096))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -190,29 +189,4 @@ func (p *Proc) RSS() (cur, peak int64) {
 		}
 	}
 	return cur, peak
-}
-
-type procOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *procOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *procOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *procOutput) tail(n int) string {
-	s := b.String()
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
