@@ -196,7 +196,11 @@ func (s *Service) trackProgress(ctx context.Context, j *job, run *ffmpegRun, dur
 			if pct <= last {
 				continue
 			}
-			uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			// Not cancelled with ctx: an update the driver abandons may still
+			// be applied by the server after Done (FerretDB checks the
+			// status guard and writes in two steps), leaving a finished
+			// job "converting". stop waits for it instead.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			err := s.d.Jobs.Progress(uctx, j.fid(), pct)
 			cancel()
 			if err != nil {

@@ -500,3 +500,32 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 		t.Errorf("second message %+v", m)
 	}
 }
+
+// A progress write still running when the conversion ends is waited for,
+// not abandoned: a server may apply an abandoned write after the job is
+// marked done and leave it "converting" for good (seen on FerretDB).
+func TestProgressWriteNotAbandonedAtEnd(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	slow := &slowProgressJobs{jobStore: h.jobs, delay: 2 * time.Second}
+	t.Cleanup(slow.inflight.Wait)
+	d := h.deps()
+	d.Jobs = slow
+	opt := h.options()
+	opt.ProgressInterval = 50 * time.Millisecond
+	opt.FFmpegPath = slowFFmpeg(t, h.ffmpeg)
+	h.start(d, opt)
+
+	fid := h.submitFile(media(t, "mp4"), "p.mp4", user)
+	j := h.waitJob(fid, time.Minute)
+	if j.Status != jobs.Done {
+		t.Fatalf("job %+v: want done", j)
+	}
+	if n := slow.abandoned.Load(); n != 0 {
+		t.Errorf("%d progress writes abandoned while the server was still applying them", n)
+	}
+	slow.inflight.Wait()
+	if j, err := h.jobs.Get(context.Background(), fid); err != nil || j.Status != jobs.Done {
+		t.Errorf("job after every write landed: %+v, %v; want done", j, err)
+	}
+}

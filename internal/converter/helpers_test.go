@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -595,3 +596,30 @@ func (r *recordingJobs) values() []int {
 }
 
 var errTest = errors.New("test error")
+
+// slowProgressJobs wraps a job store whose progress writes take delay, like
+// a busy database. A write whose caller gives up (context cancelled) goes
+// on in the background, as it does on a server, and is counted.
+type slowProgressJobs struct {
+	jobStore
+	delay     time.Duration
+	abandoned atomic.Int32
+	inflight  sync.WaitGroup
+}
+
+func (r *slowProgressJobs) Progress(ctx context.Context, id string, pct int) error {
+	done := make(chan error, 1)
+	r.inflight.Add(1)
+	go func() {
+		defer r.inflight.Done()
+		time.Sleep(r.delay)
+		done <- r.jobStore.Progress(context.WithoutCancel(ctx), id, pct)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		r.abandoned.Add(1)
+		return ctx.Err()
+	}
+}
