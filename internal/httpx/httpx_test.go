@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"mp3converter/internal/testenv"
 )
 
 var errGone = errors.New("gone")
@@ -90,7 +92,8 @@ func TestReadyz(t *testing.T) {
 		}
 		return nil
 	})
-	srv := httptest.NewServer(OpsHandler(ops, slog.New(slog.DiscardHandler)))
+	var logs testenv.Buffer
+	srv := httptest.NewServer(OpsHandler(ops, slog.New(slog.NewTextHandler(&logs, nil))))
 	defer srv.Close()
 	check := func(want int, wantBody string) {
 		t.Helper()
@@ -105,8 +108,36 @@ func TestReadyz(t *testing.T) {
 		}
 	}
 	check(503, `"flaky":"unavailable"`)
+	check(503, `"flaky":"unavailable"`)
+	check(503, `"flaky":"unavailable"`)
 	bad = false
 	check(200, `"ready":true`)
+	check(200, `"ready":true`)
+
+	// A probe every few seconds must not flood the log: one warning when a
+	// check starts failing, one line when it recovers.
+	out := logs.String()
+	lines := func(parts ...string) (n int) {
+	next:
+		for l := range strings.Lines(out) {
+			for _, p := range parts {
+				if !strings.Contains(l, p) {
+					continue next
+				}
+			}
+			n++
+		}
+		return n
+	}
+	if n := lines("level=WARN", `msg="readiness check failed"`, "check=flaky", "err=down"); n != 1 {
+		t.Errorf("%d failure warnings for 3 failing probes, want 1:\n%s", n, out)
+	}
+	if n := lines("level=INFO", `msg="readiness check recovered"`, "check=flaky"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "check=good") {
+		t.Errorf("a check that never failed was logged:\n%s", out)
+	}
 }
 
 // Serve returns after ctx is cancelled, letting an in-flight request finish.

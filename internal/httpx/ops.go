@@ -32,12 +32,13 @@ type Ops struct {
 	Registry *prometheus.Registry
 	mu       sync.Mutex
 	checks   map[string]Check
+	failing  map[string]bool // checks whose last run failed, to log changes only
 	timeout  time.Duration
 }
 
 // NewOps returns an Ops with reg and a per-check timeout of 2 s.
 func NewOps(reg *prometheus.Registry) *Ops {
-	return &Ops{Registry: reg, checks: map[string]Check{}, timeout: 2 * time.Second}
+	return &Ops{Registry: reg, checks: map[string]Check{}, failing: map[string]bool{}, timeout: 2 * time.Second}
 }
 
 // AddCheck adds a readiness check.
@@ -83,10 +84,10 @@ func (o *Ops) ready(w http.ResponseWriter, r *http.Request) {
 		if res.err != nil {
 			ok = false
 			status[res.name] = "unavailable"
-			Logger(r.Context()).Warn("readiness check failed", "check", res.name, "err", res.err)
 		} else {
 			status[res.name] = "ok"
 		}
+		o.logChange(r.Context(), res.name, res.err)
 	}
 	code := http.StatusOK
 	if !ok {
@@ -95,6 +96,24 @@ func (o *Ops) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": status})
+}
+
+// logChange logs a check that starts failing (WARN) or recovers (INFO);
+// a probe every few seconds repeating the same failure logs at DEBUG.
+func (o *Ops) logChange(ctx context.Context, name string, err error) {
+	o.mu.Lock()
+	was := o.failing[name]
+	o.failing[name] = err != nil
+	o.mu.Unlock()
+	log := Logger(ctx)
+	switch {
+	case err != nil && !was:
+		log.Warn("readiness check failed", "check", name, "err", err)
+	case err != nil:
+		log.Debug("readiness check still failing", "check", name, "err", err)
+	case was:
+		log.Info("readiness check recovered", "check", name)
+	}
 }
 
 // OpsHandler is the whole handler of a health/metrics-only port (the
