@@ -295,6 +295,10 @@ func (cs *consumer) handle(f *inflight) {
 	<-cs.sem
 
 	switch {
+	case f.claimed.Load():
+		// The shutdown timed out, cancelled the handler and requeued the
+		// message already: its error is that cancellation, not a failure.
+		f.log.Debug("handler returned after its message was requeued", "err", err)
 	case err == nil:
 		if f.claim() {
 			cs.ack(f, OutcomeAcked)

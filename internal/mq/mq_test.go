@@ -514,7 +514,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Run("handler outliving the timeout is cancelled and redelivered", func(t *testing.T) {
 		t.Parallel()
 		queue := testenv.Queue(t, url, "mq_shutdown_timeout")
-		log, _ := testenv.Logger(t)
+		log, logs := testenv.Logger(t)
 		c := dial(t, url, log, fastOptions(nil))
 		started := make(chan struct{})
 		var cancelled atomic.Bool
@@ -536,6 +536,9 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		if !cancelled.Load() {
 			t.Error("the handler's ctx was not cancelled after ShutdownTimeout")
+		}
+		if out := logs.String(); strings.Contains(out, "will retry") || strings.Contains(out, "dead-letter") {
+			t.Errorf("a requeued message was logged as a failure to retry:\n%s", out)
 		}
 
 		// The next consumer gets the message, as a redelivery of attempt 1.
