@@ -27,6 +27,7 @@ import (
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/testenv"
 	"mp3converter/internal/token"
@@ -467,6 +468,45 @@ func TestUploadClientDisconnects(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.assertNothingStored(t)
+}
+
+// A client that sends the whole file and hangs up before the answer still
+// gets a consistent upload: video, job and message all kept, never a video
+// or job without its message (the commit does not depend on the client).
+func TestUploadClientLeavesAfterSending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, 1<<20)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", tok, ctype, len(body))
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+
+	var msgs []amqp.Delivery
+	testenv.Eventually(t, 10*time.Second, "the upload to be committed", func() bool {
+		msgs = append(msgs, e.drain(t)...)
+		return len(msgs) > 0
+	})
+	time.Sleep(500 * time.Millisecond) // anything abandoned would land by now
+	msgs = append(msgs, e.drain(t)...)
+	files, _ := e.stored(t)
+	list, err := e.jobs.List(context.Background(), "alice@example.com", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || files != 1 || len(list) != 1 || list[0].Status != jobs.Queued {
+		t.Fatalf("after the client left: %d messages, %d videos, jobs %+v; want one of each, queued", len(msgs), files, list)
+	}
+	var m message.Conversion
+	if err := json.Unmarshal(msgs[0].Body, &m); err != nil || m.VideoFID != list[0].ID {
+		t.Fatalf("message %s (%v) is not about job %s", msgs[0].Body, err, list[0].ID)
+	}
 }
 
 // Broker down: 503, and neither video nor job stays; back up: works again

@@ -90,8 +90,15 @@ type videoMeta struct {
 // upload streams the one file of a multipart body into GridFS, records a
 // queued job and publishes the conversion message with a broker confirm;
 // only then does the client get 200. Any failure removes what was stored.
+//
+// The work does not stop when the client hangs up: a client gone mid-body
+// is seen as a read error (and everything is removed); one gone after the
+// last byte gets its upload committed whole. Cancelling the stores and the
+// publish half-way instead could leave a job or a message the cleanup
+// cannot see (the server applies a write the driver abandoned).
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx, cancel := detach(r.Context())
+	defer cancel()
 	claims := claimsFrom(ctx)
 	// The multipart envelope adds a little to the file; the file itself is
 	// limited exactly by the store.
@@ -196,6 +203,15 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 func (s *Server) refuseUpload(w http.ResponseWriter, r *http.Request, result string, err error) {
 	s.metrics.uploads.WithLabelValues(result).Inc()
 	responder.Error(w, r, err)
+}
+
+// detach returns a context with ctx's values and deadline that is not
+// cancelled with ctx.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), dl)
+	}
+	return context.WithCancel(context.WithoutCancel(ctx))
 }
 
 // deleteVideo and deleteJob undo a half-done upload even when the request's
