@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	ops.AddCheck("mysql", store.Ping)
 	h := auth.NewServer(authn, tokens, ops, log, auth.ServerOptions{
 		RequestTimeout: cfg.RequestTimeout, LoginRate: cfg.LoginRate, LoginBurst: cfg.LoginBurst,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), h, httpx.ServerConfig{
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: cfg.ShutdownTimeout,

@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string) error {
 		Publisher: broker, Ops: ops, Log: log}, gateway.Options{
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
+		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
 	})
 	// No whole-request read or write timeout: uploads and downloads of
 	// large files take long; each upload sets its own read deadline.

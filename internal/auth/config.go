@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/httpx"
 )
 
 // Config is the auth service's configuration. The MYSQL_* names and
@@ -26,6 +27,9 @@ type Config struct {
 	// (requests per second, and the bucket size).
 	LoginRate  float64 `env:"LOGIN_RATE" envDefault:"5"`
 	LoginBurst int     `env:"LOGIN_BURST" envDefault:"20"`
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// for the rate limit (the gateway): CIDRs, "private" or "none".
+	TrustedProxies httpx.Proxies `env:"TRUSTED_PROXIES" envDefault:"private"`
 }
 
 // DBConfig is what `auth user add` needs as well as the server.

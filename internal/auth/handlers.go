@@ -28,7 +28,7 @@ var responder = httpx.Responder{Rules: []httpx.ErrorRule{
 }}
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := s.limit.allow(httpx.ClientAddr(r), time.Now()); !ok {
+	if ok, wait := s.limit.allow(s.proxies.ClientAddr(r), time.Now()); !ok {
 		secs := int(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		httpx.Text(w, http.StatusTooManyRequests, "too many login attempts, retry later")

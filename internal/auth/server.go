@@ -18,6 +18,7 @@ type Server struct {
 	auth    *Authenticator
 	tokens  *token.Issuer
 	limit   *limiter
+	proxies httpx.Proxies
 	metrics serverMetrics
 }
 
@@ -30,16 +31,18 @@ type ServerOptions struct {
 	RequestTimeout time.Duration
 	LoginRate      float64
 	LoginBurst     int
+	TrustedProxies httpx.Proxies // zero: loopback and private peers
 }
 
 // NewServer builds the routes: POST /login, POST /validate and the ops
 // endpoints of ops.
 func NewServer(a *Authenticator, tokens *token.Issuer, ops *httpx.Ops, log *slog.Logger, opt ServerOptions) *Server {
 	s := &Server{
-		router: chi.NewRouter(),
-		auth:   a,
-		tokens: tokens,
-		limit:  newLimiter(opt.LoginRate, opt.LoginBurst),
+		router:  chi.NewRouter(),
+		auth:    a,
+		tokens:  tokens,
+		limit:   newLimiter(opt.LoginRate, opt.LoginBurst),
+		proxies: opt.TrustedProxies,
 		metrics: serverMetrics{logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_logins_total", Help: "Login attempts by result (ok, invalid, error).",
 		}, []string{"result"})},

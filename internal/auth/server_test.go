@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -307,6 +308,23 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 {
 		t.Fatalf("Retry-After = %q", h.Get("Retry-After"))
+	}
+	// Behind a proxy that appends the address it saw (the test's loopback
+	// peer is trusted), a client rotating its own X-Forwarded-For entry
+	// stays in its bucket; another client has its own.
+	viaProxy := func(xff string) int {
+		status, _, _ := do(t, "POST", s.url+"/login", map[string]string{"Authorization": basic("x@y.z", "p"), "X-Forwarded-For": xff})
+		return status
+	}
+	for i := range 3 {
+		if status := viaProxy("203.0.113.10"); status != 401 {
+			t.Fatalf("other client, attempt %d: %d, want 401", i, status)
+		}
+	}
+	for i := range 5 {
+		if status := viaProxy(fmt.Sprintf("198.51.100.%d, 203.0.113.10", i)); status != http.StatusTooManyRequests {
+			t.Fatalf("spoofed first entry %d: %d, want 429 (the client escaped its bucket)", i, status)
+		}
 	}
 	// Validation is not limited.
 	tok, _ := s.tokens.Issue("x@y.z", false)

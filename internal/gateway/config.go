@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/httpx"
 )
 
 // Config is the gateway's configuration. AUTH_SVC_ADDRESS and VIDEO_QUEUE
@@ -32,6 +33,9 @@ type Config struct {
 
 	MaxUploadBytes int64  `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
 	PublicURL      string `env:"PUBLIC_URL"`
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (an ingress controller): CIDRs, "private" or "none".
+	TrustedProxies httpx.Proxies `env:"TRUSTED_PROXIES" envDefault:"private"`
 
 	// UploadTimeout bounds one upload (reading the body and storing it);
 	// PublishTimeout the wait for the broker's confirm; RequestTimeout
@@ -40,4 +44,6 @@ type Config struct {
 	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"10s"`
 	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"30s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	// DownloadIdleTimeout drops a download whose client stopped reading.
+	DownloadIdleTimeout time.Duration `env:"DOWNLOAD_IDLE_TIMEOUT" envDefault:"2m"`
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +51,8 @@ type env struct {
 }
 
 type envOptions struct {
-	maxUpload int64
+	maxUpload    int64
+	downloadIdle time.Duration
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -114,7 +117,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
-		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second,
+		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
@@ -567,6 +570,38 @@ func TestAuthDown(t *testing.T) {
 		t.Fatalf("login with auth down: %d %q", r.status, r.body)
 	}
 }
+
+// A client that stops reading a download is dropped after the idle
+// timeout, rather than holding a goroutine and a database cursor for ever.
+func TestDownloadStalledClientIsDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{downloadIdle: time.Second})
+	const size = 32 << 20 // far more than the socket buffers hold
+	info, err := e.mp3s.Upload(context.Background(), "big.mp3", io.LimitReader(zeros{}, size),
+		bson.D{{Key: "owner", Value: "alice@example.com"}}, gridfs.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /download?fid=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", info.ID.Hex(), e.token(t, "alice@example.com", false))
+	time.Sleep(4 * time.Second) // stalled: reads nothing
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, err := io.Copy(io.Discard, conn) // what the kernels had buffered, then EOF or a reset
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after %d bytes the connection is still open, idle", n)
+	}
+	if n >= size {
+		t.Fatalf("read %d bytes, the whole file: the stalled download was not dropped", n)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func TestDownload(t *testing.T) {
 	t.Parallel()

@@ -68,7 +68,7 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	resp, err := s.Auth.Login(r.Context(), r.Header.Get("Authorization"), httpx.ClientAddr(r))
+	resp, err := s.Auth.Login(r.Context(), r.Header.Get("Authorization"), s.opt.TrustedProxies.ClientAddr(r))
 	if err != nil {
 		responder.Error(w, r, err)
 		return
@@ -334,8 +334,25 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	src := &seeker{ctx: ctx, store: s.MP3s, id: id, size: info.Length}
 	defer src.Close()
-	http.ServeContent(w, r, "", info.UploadDate, src)
+	http.ServeContent(&idleWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: s.opt.DownloadIdleTimeout}, r, "", info.UploadDate, src)
 }
+
+// idleWriter moves the connection's write deadline forward before each
+// write: a client that stops reading is dropped after idle (freeing the
+// handler and its database cursor), while a slow but steady download of any
+// size goes on. The server itself has no write timeout (see cmd/gateway).
+type idleWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (w *idleWriter) Write(p []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.idle))
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *idleWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func ownerOf(info gridfs.FileInfo) string {
 	if info.Metadata == nil {

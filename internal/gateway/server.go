@@ -64,6 +64,10 @@ type Options struct {
 	UploadTimeout  time.Duration
 	PublishTimeout time.Duration
 	RequestTimeout time.Duration
+	// DownloadIdleTimeout drops a download whose client has not taken a
+	// byte for this long [2m]; a slow but steady download goes on.
+	DownloadIdleTimeout time.Duration
+	TrustedProxies      httpx.Proxies // zero: loopback and private peers
 }
 
 // Server is the gateway's HTTP handler.
@@ -82,6 +86,9 @@ type metrics struct {
 
 // NewServer builds the routes.
 func NewServer(d Deps, opt Options) *Server {
+	if opt.DownloadIdleTimeout <= 0 {
+		opt.DownloadIdleTimeout = 2 * time.Minute
+	}
 	s := &Server{Deps: d, opt: opt, router: chi.NewRouter()}
 	s.metrics = metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
