@@ -395,6 +395,64 @@ func TestUploadStoresQueuesAndListsJob(t *testing.T) {
 	}
 }
 
+// GET /jobs pages: limit (default 100, at most 1000) and before (the last
+// id of the previous page); a full page links to the next one.
+func TestListJobsPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var want []string // newest first
+	for i := range 5 {
+		id := bson.NewObjectID().Hex()
+		if err := e.jobs.Create(ctx, jobs.Job{ID: id, Username: "alice@example.com", Filename: fmt.Sprintf("%d.mp4", i),
+			VideoFID: id, CreatedAt: base.Add(time.Duration(i) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{id}, want...)
+	}
+	alice := "Bearer " + e.token(t, "alice@example.com", false)
+	var got []string
+	next := "/jobs?limit=2"
+	for pages := 0; next != ""; pages++ {
+		if pages > 5 {
+			t.Fatalf("more pages than jobs: %v", got)
+		}
+		r := request(t, "GET", e.url+next, alice, "", nil)
+		var page []jobs.Job
+		if err := json.Unmarshal([]byte(r.body), &page); r.status != 200 || err != nil {
+			t.Fatalf("GET %s = %d %q", next, r.status, r.body)
+		}
+		for _, j := range page {
+			got = append(got, j.ID)
+		}
+		next = ""
+		if link := r.header.Get("Link"); link != "" {
+			u, rel, ok := strings.Cut(link, ">; ")
+			if !ok || rel != `rel="next"` || !strings.HasPrefix(u, "</jobs?") {
+				t.Fatalf("Link = %q", link)
+			}
+			next = strings.TrimPrefix(u, "<")
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paged %v, want %v", got, want)
+	}
+	if r := request(t, "GET", e.url+"/jobs", alice, "", nil); r.header.Get("Link") != "" || strings.Count(r.body, `"id"`) != 5 {
+		t.Fatalf("default page: Link %q, body %q", r.header.Get("Link"), r.body)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "limit=-1", "before=nope", "before=" + bson.NewObjectID().Hex()} {
+		r := request(t, "GET", e.url+"/jobs?"+q, alice, "", nil)
+		if r.status != 400 {
+			t.Errorf("GET /jobs?%s = %d %q, want 400", q, r.status, r.body)
+		}
+	}
+	bob := "Bearer " + e.token(t, "bob@example.com", false)
+	if r := request(t, "GET", e.url+"/jobs?before="+want[0], bob, "", nil); r.status != 400 || strings.Contains(r.body, "alice") {
+		t.Errorf("bob paging after alice's job = %d %q, want 400", r.status, r.body)
+	}
+}
+
 func TestUploadRefusesBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{maxUpload: 1 << 20})
@@ -499,7 +557,7 @@ func TestUploadClientLeavesAfterSending(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // anything abandoned would land by now
 	msgs = append(msgs, e.drain(t)...)
 	files, _ := e.stored(t)
-	list, err := e.jobs.List(context.Background(), "alice@example.com", 0)
+	list, err := e.jobs.List(context.Background(), "alice@example.com", 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -421,14 +423,41 @@ func (s *seeker) Close() error {
 	return nil
 }
 
+// listJobs answers one page of the caller's jobs, newest first: limit
+// (default 100, at most 1000) and before (the last id of the previous
+// page). A full page carries a Link header to the next one.
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	list, err := s.Jobs.List(r.Context(), claimsFrom(r.Context()).Username, 100)
-	if err != nil {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			responder.Error(w, r, httpx.Status(http.StatusBadRequest, "limit must be a number from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	before := q.Get("before")
+	badBefore := httpx.Status(http.StatusBadRequest, "before must be the id of one of your jobs")
+	if before != "" && !message.IsObjectID(before) {
+		responder.Error(w, r, badBefore)
+		return
+	}
+	list, err := s.Jobs.List(r.Context(), claimsFrom(r.Context()).Username, limit, before)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		responder.Error(w, r, badBefore)
+		return
+	case err != nil:
 		responder.Error(w, r, fmt.Errorf("%w: list jobs: %w", errStorage, err))
 		return
 	}
 	if list == nil {
 		list = []jobs.Job{}
+	}
+	if len(list) == limit {
+		next := url.Values{"limit": {strconv.Itoa(limit)}, "before": {list[len(list)-1].ID}}
+		w.Header().Set("Link", "</jobs?"+next.Encode()+`>; rel="next"`)
 	}
 	writeJSON(w, list)
 }

@@ -38,7 +38,7 @@ type (
 	jobStore interface {
 		Create(ctx context.Context, j jobs.Job) error
 		Get(ctx context.Context, id string) (jobs.Job, error)
-		List(ctx context.Context, username string, limit int) ([]jobs.Job, error)
+		List(ctx context.Context, username string, limit int, before string) ([]jobs.Job, error)
 		Delete(ctx context.Context, id string) error
 	}
 	publisher interface {

@@ -114,13 +114,29 @@ func (s *Store) Get(ctx context.Context, id string) (Job, error) {
 }
 
 // List returns username's jobs, newest first, at most limit of them
-// (limit ≤ 0: all).
-func (s *Store) List(ctx context.Context, username string, limit int) ([]Job, error) {
+// (limit ≤ 0: all). With before (a job ID of username's), the list starts
+// after that job: the next page. An unknown before (or another user's) is
+// ErrNotFound.
+func (s *Store) List(ctx context.Context, username string, limit int, before string) ([]Job, error) {
 	opts := options.Find().SetSort(bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}})
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
-	cur, err := s.c.Find(ctx, bson.D{{Key: "username", Value: username}}, opts)
+	filter := bson.D{{Key: "username", Value: username}}
+	if before != "" {
+		last, err := s.Get(ctx, before)
+		if err == nil && last.Username != username {
+			err = fmt.Errorf("list jobs of %s after %s: %w", username, before, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "created_at", Value: bson.D{{Key: "$lt", Value: last.CreatedAt}}}},
+			bson.D{{Key: "created_at", Value: last.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: last.ID}}}},
+		}})
+	}
+	cur, err := s.c.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs of %s: %w", username, err)
 	}

@@ -58,7 +58,7 @@ func TestCreateGetList(t *testing.T) {
 		t.Errorf("get = %+v", got)
 	}
 
-	list, err := s.List(ctx, "alice@example.com", 0)
+	list, err := s.List(ctx, "alice@example.com", 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,14 +70,50 @@ func TestCreateGetList(t *testing.T) {
 			t.Errorf("list[%d] = %s, want %s (newest first)", i, j.ID, want)
 		}
 	}
-	if list, err := s.List(ctx, "alice@example.com", 2); err != nil || len(list) != 2 || list[0].ID != alice[4].ID {
+	if list, err := s.List(ctx, "alice@example.com", 2, ""); err != nil || len(list) != 2 || list[0].ID != alice[4].ID {
 		t.Errorf("list with limit 2 = %v, %v", list, err)
 	}
-	if list, err := s.List(ctx, "bob@example.com", 10); err != nil || len(list) != 1 || list[0].ID != bob.ID {
+	if list, err := s.List(ctx, "bob@example.com", 10, ""); err != nil || len(list) != 1 || list[0].ID != bob.ID {
 		t.Errorf("bob's list = %v, %v", list, err)
 	}
-	if list, err := s.List(ctx, "carol@example.com", 10); err != nil || list == nil || len(list) != 0 {
+	if list, err := s.List(ctx, "carol@example.com", 10, ""); err != nil || list == nil || len(list) != 0 {
 		t.Errorf("carol's list = %#v, %v; want an empty slice", list, err)
+	}
+
+	// Pages: each starts after the last job of the one before, also across
+	// jobs created in the same millisecond.
+	twin := newJob("alice@example.com", alice[2].CreatedAt)
+	if err := s.Create(ctx, twin); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.List(ctx, "alice@example.com", 0, "")
+	if err != nil || len(all) != 6 {
+		t.Fatalf("alice's list = %v, %v; want 6", all, err)
+	}
+	var paged []string
+	for before := ""; ; {
+		page, err := s.List(ctx, "alice@example.com", 2, before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range page {
+			paged = append(paged, j.ID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		before = page[len(page)-1].ID
+	}
+	if len(paged) != len(all) {
+		t.Fatalf("paged %v, want %d jobs", paged, len(all))
+	}
+	for i := range all {
+		if paged[i] != all[i].ID {
+			t.Fatalf("paged %v, want the order of the whole list", paged)
+		}
+	}
+	if _, err := s.List(ctx, "bob@example.com", 2, alice[1].ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("bob paging after alice's job: %v, want ErrNotFound", err)
 	}
 
 	if err := s.Delete(ctx, bob.ID); err != nil {
