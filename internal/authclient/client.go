@@ -108,7 +108,9 @@ func (c *Client) Validate(ctx context.Context, authorization string) (token.Clai
 	}
 }
 
-// Ready reports whether auth answers its /readyz.
+// Ready reports whether auth is up (its /healthz). Not its /readyz: that
+// fails while auth's MySQL is down, but validations, all the gateway needs
+// for uploads and downloads, go on without MySQL.
 func (c *Client) Ready(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/healthz", nil)
 	if err != nil {
