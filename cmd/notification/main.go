@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string) error {
 	go func() { errc <- srv.Serve(ctx) }()
 	go func() {
 		errc <- broker.Consume(ctx, cfg.MP3Queue, mq.ConsumeOptions{
-			Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts,
+			Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts, MaxRedeliveries: cfg.MaxRedeliveries,
 			RetryBackoff: cfg.RetryBackoff, ShutdownTimeout: cfg.ShutdownTimeout, Log: log,
 		}, svc.Handle)
 	}()

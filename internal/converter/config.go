@@ -72,6 +72,8 @@ import (
 //	CONCURRENCY        0             conversions at once in this process; 0 means one per CPU
 //	PREFETCH           0             unacked messages the broker sends ahead; 0 means CONCURRENCY
 //	MAX_ATTEMPTS       5             tries of a message with transient failures before it is dead-lettered
+//	MAX_REDELIVERIES   10            times a message may come back unsettled (a converter died on it) before
+//	                                 it is dead-lettered and its job failed
 //	RETRY_BACKOFF      2s            delay before the first retry; doubles per attempt
 //	MAX_RETRY_BACKOFF  1m            cap of the retry delay
 //	SCRATCH_DIR        os.TempDir()  where videos that need a seekable input are downloaded (removed after each job)
@@ -101,6 +103,7 @@ type Config struct {
 	Concurrency     int           `env:"CONCURRENCY" envDefault:"0"`
 	Prefetch        int           `env:"PREFETCH" envDefault:"0"`
 	MaxAttempts     int           `env:"MAX_ATTEMPTS" envDefault:"5"`
+	MaxRedeliveries int           `env:"MAX_REDELIVERIES" envDefault:"10"`
 	RetryBackoff    time.Duration `env:"RETRY_BACKOFF" envDefault:"2s"`
 	MaxRetryBackoff time.Duration `env:"MAX_RETRY_BACKOFF" envDefault:"1m"`
 
@@ -137,6 +140,8 @@ func (c Config) Options() (Options, error) {
 		return Options{}, errors.New("PREFETCH must be ≥ 0")
 	case c.MaxAttempts < 1:
 		return Options{}, errors.New("MAX_ATTEMPTS must be ≥ 1")
+	case c.MaxRedeliveries < 1:
+		return Options{}, errors.New("MAX_REDELIVERIES must be ≥ 1")
 	case c.RetryBackoff <= 0 || c.MaxRetryBackoff <= 0:
 		return Options{}, errors.New("RETRY_BACKOFF and MAX_RETRY_BACKOFF must be > 0")
 	case c.MaxDuration <= 0:
@@ -167,6 +172,7 @@ func (c Config) Options() (Options, error) {
 		Concurrency:     conc,
 		Prefetch:        c.Prefetch,
 		MaxAttempts:     c.MaxAttempts,
+		MaxRedeliveries: c.MaxRedeliveries,
 		RetryBackoff:    c.RetryBackoff,
 		MaxRetryBackoff: c.MaxRetryBackoff,
 		ScratchDir:      scratch,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -527,5 +528,58 @@ func TestProgressWriteNotAbandonedAtEnd(t *testing.T) {
 	slow.inflight.Wait()
 	if j, err := h.jobs.Get(context.Background(), fid); err != nil || j.Status != jobs.Done {
 		t.Errorf("job after every write landed: %+v, %v; want done", j, err)
+	}
+}
+
+// A video whose message came back unsettled more than MaxRedeliveries times
+// (converters kept dying on it) is not converted again: the message goes to
+// the dead-letter queue, the job fails and the user is told.
+func TestRedeliveryLimitFailsTheJob(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	info, err := h.videos.Upload(ctx, "crash.mp4", strings.NewReader("not really a video"), bson.M{"owner": user}, gridfs.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid := info.ID.Hex()
+	if err := h.jobs.Create(ctx, jobs.Job{ID: fid, Username: user, Filename: "crash.mp4", VideoFID: fid, Status: jobs.Converting}); err != nil {
+		t.Fatal(err)
+	}
+	// The message as the last converter to die on it left it: counted
+	// twice already, and taken but never settled (a closed channel gives it
+	// back marked redelivered).
+	ch, err := h.amqp.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.PublishWithContext(ctx, "", h.videoQ, false, false, amqp.Publishing{
+		DeliveryMode: amqp.Persistent, MessageId: fid, Headers: amqp.Table{mq.HeaderRedeliveries: int32(2)},
+		Body: message.Conversion{VideoFID: fid, Username: user, Filename: "crash.mp4"}.Encode(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the message queued", func() bool { return h.queueDepth(h.videoQ) == 1 })
+	if _, ok, err := ch.Get(h.videoQ, false); err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	ch.Close()
+
+	opt := h.options()
+	opt.MaxRedeliveries = 2
+	h.start(h.deps(), opt)
+	const want = "interrupted again and again"
+	j := h.waitJob(fid, 30*time.Second)
+	if j.Status != jobs.Failed || !strings.Contains(j.Error, want) {
+		t.Errorf("job %+v: want failed with %q", j, want)
+	}
+	if m := h.mp3Message(fid, 10*time.Second); m.MP3FID != nil || !strings.Contains(m.Error, want) || m.Username != user {
+		t.Errorf("failure message %+v: want mp3_fid null and %q", m, want)
+	}
+	testenv.Eventually(t, 10*time.Second, "the message dead-lettered", func() bool {
+		return h.queueDepth(mq.DeadLetterQueue(h.videoQ)) == 1
+	})
+	if files, _ := h.countMP3s(fid); files != 0 || h.queueDepth(h.videoQ) != 0 {
+		t.Errorf("%d MP3s, %d messages left on the queue; want none", files, h.queueDepth(h.videoQ))
 	}
 }

@@ -28,8 +28,8 @@ type Options struct {
 	BitrateBPS              int    // the same in bits per second, for the metadata
 
 	// Consumer settings, passed to mq.Conn.Consume by Run.
-	Concurrency, Prefetch, MaxAttempts             int
-	RetryBackoff, MaxRetryBackoff, ShutdownTimeout time.Duration
+	Concurrency, Prefetch, MaxAttempts, MaxRedeliveries int
+	RetryBackoff, MaxRetryBackoff, ShutdownTimeout      time.Duration
 
 	ScratchDir      string
 	StreamFaststart bool
@@ -112,13 +112,15 @@ type Consumer interface {
 // and their messages are requeued).
 func (s *Service) Run(ctx context.Context, c Consumer) error {
 	return c.Consume(ctx, s.opt.VideoQueue, mq.ConsumeOptions{
-		Concurrency:     s.opt.Concurrency,
-		Prefetch:        s.opt.Prefetch,
-		MaxAttempts:     s.opt.MaxAttempts,
-		RetryBackoff:    s.opt.RetryBackoff,
-		MaxBackoff:      s.opt.MaxRetryBackoff,
-		ShutdownTimeout: s.opt.ShutdownTimeout,
-		Log:             s.d.Log,
+		Concurrency:       s.opt.Concurrency,
+		Prefetch:          s.opt.Prefetch,
+		MaxAttempts:       s.opt.MaxAttempts,
+		MaxRedeliveries:   s.opt.MaxRedeliveries,
+		OnRedeliveryLimit: s.redeliveryLimit,
+		RetryBackoff:      s.opt.RetryBackoff,
+		MaxBackoff:        s.opt.MaxRetryBackoff,
+		ShutdownTimeout:   s.opt.ShutdownTimeout,
+		Log:               s.d.Log,
 	}, s.Handle)
 }
 
@@ -190,6 +192,23 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 		log.Info("conversion done", append([]any{"result", result, "took", time.Since(start).Round(time.Millisecond).String()}, j.phases...)...)
 	}
 	return err
+}
+
+// redeliveryLimit tells the user of a video whose message was
+// dead-lettered because converters kept dying on it (mq's
+// OnRedeliveryLimit); the job becomes failed. An operator can still replay
+// the message from the dead-letter queue.
+func (s *Service) redeliveryLimit(ctx context.Context, d mq.Delivery, reason string) {
+	msg, err := message.Decode(d.Body)
+	if err != nil {
+		return // nobody to tell: malformed messages are never the ones that crash
+	}
+	j := &job{msg: msg, log: httpx.Logger(ctx).With("video_fid", msg.VideoFID)}
+	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID)
+	text := "the conversion was interrupted again and again without finishing (a converter may crash on this file); an operator can retry it"
+	if err := s.reportFailure(ctx, j, text); err != nil {
+		j.log.Error("could not report the redelivery limit", "reason", reason, "err", err)
+	}
 }
 
 // job is one message being handled.

@@ -27,20 +27,21 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if cfg.Port != 8081 || opt.VideoQueue != "video" || opt.MP3Queue != "mp3" || opt.Bitrate != "128k" ||
 		opt.BitrateBPS != 128000 || opt.MaxDuration != 3*time.Hour || opt.Concurrency < 1 ||
-		opt.ScratchDir != os.TempDir() || opt.MaxAttempts != 5 || !opt.StreamFaststart {
+		opt.ScratchDir != os.TempDir() || opt.MaxAttempts != 5 || opt.MaxRedeliveries != 10 || !opt.StreamFaststart {
 		t.Errorf("defaults: %+v / %+v", cfg, opt)
 	}
 	if cfg.MongoURI.String() == cfg.MongoURI.Reveal() {
 		t.Error("MONGODB_URI is not masked")
 	}
 	for name, vars := range map[string]map[string]string{
-		"bitrate":  {"MP3_BITRATE": "loud"},
-		"high":     {"MP3_BITRATE": "512k"},
-		"same":     {"VIDEO_QUEUE": "q", "MP3_QUEUE": "q"},
-		"attempts": {"MAX_ATTEMPTS": "0"},
-		"scratch":  {"SCRATCH_DIR": "/nonexistent/dir"},
-		"duration": {"MAX_DURATION": "0s"},
-		"negative": {"CONCURRENCY": "-1"},
+		"bitrate":      {"MP3_BITRATE": "loud"},
+		"high":         {"MP3_BITRATE": "512k"},
+		"same":         {"VIDEO_QUEUE": "q", "MP3_QUEUE": "q"},
+		"attempts":     {"MAX_ATTEMPTS": "0"},
+		"redeliveries": {"MAX_REDELIVERIES": "0"},
+		"scratch":      {"SCRATCH_DIR": "/nonexistent/dir"},
+		"duration":     {"MAX_DURATION": "0s"},
+		"negative":     {"CONCURRENCY": "-1"},
 	} {
 		cfg, err := config.LoadFrom[Config](vars)
 		if err == nil {

@@ -56,6 +56,16 @@ type ConsumeOptions struct {
 	// is cancelled; then their ctx is cancelled and their messages are
 	// requeued [25s].
 	ShutdownTimeout time.Duration
+	// MaxRedeliveries bounds how often a message may come back unsettled
+	// (a consumer died on it, lost its connection, or handed it back at
+	// shutdown) before it goes to the dead-letter queue instead of being
+	// handled again: a message that crashes every consumer does not crash
+	// them for ever [10].
+	MaxRedeliveries int
+	// OnRedeliveryLimit, if set, is called (best effort) for a message
+	// dead-lettered because of MaxRedeliveries, to tell whoever waits for
+	// it; its ctx has a deadline.
+	OnRedeliveryLimit func(ctx context.Context, d Delivery, reason string)
 	// Log is the consumer's logger [the Conn's].
 	Log *slog.Logger
 }
@@ -84,6 +94,9 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 25 * time.Second
 	}
+	if o.MaxRedeliveries <= 0 {
+		o.MaxRedeliveries = 10
+	}
 	if o.Log == nil {
 		o.Log = log
 	}
@@ -101,6 +114,12 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 // and HeaderOriginalQueue, then acked. If that publish fails, the original
 // is nacked with requeue: nothing is lost, nothing loops forever. A
 // panicking handler counts as a transient error.
+//
+// A delivery the broker marks redelivered (a consumer took it and never
+// settled it) is not handled at once: it is republished (confirmed) with
+// HeaderRedeliveries incremented and the original acked, so that the count
+// survives the next crash; beyond opt.MaxRedeliveries it goes to the
+// dead-letter queue instead and opt.OnRedeliveryLimit is told.
 //
 // Consume declares queue and its dead-letter queue like Publish does, and
 // resumes on the new connection after the broker went away. When ctx is
@@ -285,6 +304,11 @@ func (cs *consumer) handle(f *inflight) {
 		delete(cs.inflight, f)
 		cs.mu.Unlock()
 	}()
+	if f.d.Redelivered {
+		cs.recount(f)
+		<-cs.sem
+		return
+	}
 	ctx, cancel := context.WithCancel(cs.work)
 	defer cancel()
 	ctx = httpx.WithLogger(ctx, f.log)
@@ -321,13 +345,17 @@ func (cs *consumer) call(ctx context.Context, f *inflight) (err error) {
 			err = fmt.Errorf("panic in handler: %v", p)
 		}
 	}()
-	return cs.h(ctx, Delivery{
+	return cs.h(ctx, f.delivery())
+}
+
+func (f *inflight) delivery() Delivery {
+	return Delivery{
 		Body:        f.d.Body,
 		MessageID:   f.id,
 		Attempt:     f.attempt,
 		Redelivered: f.d.Redelivered,
 		Headers:     maps.Clone(map[string]any(f.d.Headers)),
-	})
+	}
 }
 
 // retry republishes f for its next attempt after a backoff, or dead-letters
@@ -352,11 +380,64 @@ func (cs *consumer) retry(f *inflight, herr error) {
 	if !f.claim() {
 		return
 	}
+	headers := amqp.Table{HeaderLastError: errorText(herr)}
+	to, outcome := cs.queue, OutcomeRetried
+	if final {
+		to, outcome = cs.dead, OutcomeDeadLettered
+		headers[HeaderAttempts] = int32(f.attempt)
+		headers[HeaderOriginalQueue] = cs.queue
+		headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
+	} else {
+		headers[HeaderAttempts] = int32(f.attempt + 1)
+	}
+	cs.republish(f, to, headers, outcome)
+}
+
+// recount handles a redelivered message (see Consume): republished with
+// its redelivery count, or dead-lettered beyond MaxRedeliveries.
+func (cs *consumer) recount(f *inflight) {
+	if !f.claim() {
+		return
+	}
+	n := count(f.d.Headers[HeaderRedeliveries]) + 1
+	headers := amqp.Table{HeaderRedeliveries: int32(n)}
+	if n <= cs.opt.MaxRedeliveries {
+		f.log.Info("redelivered message: counted, handled again from the queue", "redeliveries", n)
+		cs.republish(f, cs.queue, headers, OutcomeRecounted)
+		return
+	}
+	reason := fmt.Sprintf("redelivered %d times without being settled: a consumer may crash on it", n)
+	f.log.Error("message over the redelivery limit, dead-lettering", "redeliveries", n,
+		"max_redeliveries", cs.opt.MaxRedeliveries, "dead_letter_queue", cs.dead)
+	headers[HeaderLastError] = reason
+	headers[HeaderAttempts] = int32(f.attempt)
+	headers[HeaderOriginalQueue] = cs.queue
+	headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
+	if !cs.republish(f, cs.dead, headers, OutcomeDeadLettered) || cs.opt.OnRedeliveryLimit == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(httpx.WithLogger(context.WithoutCancel(cs.work), f.log), 15*time.Second)
+	defer cancel()
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				f.log.Error("panic in OnRedeliveryLimit", "panic", fmt.Sprint(p))
+			}
+		}()
+		cs.opt.OnRedeliveryLimit(ctx, f.delivery(), reason)
+	}()
+}
+
+// republish publishes a copy of f's message to queue to, with headers
+// added, and acks the original once the broker confirmed the copy (then
+// counts outcome). If the copy is not confirmed the original is nacked
+// back to the queue. It reports whether the copy was published.
+func (cs *consumer) republish(f *inflight, to string, headers amqp.Table, outcome string) bool {
 	if f.ch.IsClosed() {
 		// The broker already requeued the original when its channel died;
 		// a copy would be a duplicate.
-		f.log.Warn("channel lost before the retry was published; the broker redelivers the message")
-		return
+		f.log.Warn("channel lost before the copy was published; the broker redelivers the message")
+		return false
 	}
 	p := amqp.Publishing{
 		Headers:         maps.Clone(f.d.Headers),
@@ -375,27 +456,19 @@ func (cs *consumer) retry(f *inflight, herr error) {
 	if p.Headers == nil {
 		p.Headers = amqp.Table{}
 	}
-	p.Headers[HeaderLastError] = errorText(herr)
-	to, outcome := cs.queue, OutcomeRetried
-	if final {
-		to, outcome = cs.dead, OutcomeDeadLettered
-		p.Headers[HeaderAttempts] = int32(f.attempt)
-		p.Headers[HeaderOriginalQueue] = cs.queue
-		p.Headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
-	} else {
-		p.Headers[HeaderAttempts] = int32(f.attempt + 1)
-	}
+	maps.Copy(p.Headers, headers)
 	ctx, cancel := context.WithTimeout(cs.work, cs.c.opt.PublishTimeout)
 	defer cancel()
-	if err := cs.c.publish(ctx, to, p); err != nil {
-		f.log.Error("could not republish the failed message, requeueing it", "to", to, "err", err)
+	if err := cs.c.publish(ctx, to, p, false); err != nil {
+		f.log.Error("could not republish the message, requeueing it", "to", to, "err", err)
 		if err := f.d.Nack(false, true); err != nil {
 			f.log.Warn("nack failed; the broker requeues the message when the channel closes", "err", err)
 		}
 		cs.m.onHandled(cs.queue, OutcomeRequeued)
-		return
+		return false
 	}
 	cs.ack(f, outcome)
+	return true
 }
 
 func (cs *consumer) ack(f *inflight, outcome string) {
@@ -455,9 +528,12 @@ func (cs *consumer) count() int {
 }
 
 // attempts reads HeaderAttempts: 1 when absent or invalid.
-func attempts(h amqp.Table) int {
+func attempts(h amqp.Table) int { return max(count(h[HeaderAttempts]), 1) }
+
+// count reads a counter header (0 when absent or not a number).
+func count(h any) int {
 	var n int64
-	switch v := h[HeaderAttempts].(type) {
+	switch v := h.(type) {
 	case int:
 		n = int64(v)
 	case int8:
@@ -482,7 +558,7 @@ func attempts(h amqp.Table) int {
 		n, _ = strconv.ParseInt(v, 10, 64)
 	}
 	if n < 1 || n > math.MaxInt32 {
-		return 1
+		return 0
 	}
 	return int(n)
 }

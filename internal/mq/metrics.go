@@ -26,6 +26,7 @@ const (
 	OutcomeRetried      = "retried"       // transient failure, republished for a later attempt
 	OutcomeDeadLettered = "dead_lettered" // attempts exhausted, moved to <queue>.dead
 	OutcomeRequeued     = "requeued"      // nacked back to the queue (shutdown, or a failed republish)
+	OutcomeRecounted    = "recounted"     // a redelivery, republished with its count before being handled
 )
 
 // NewMetrics registers the metrics in reg.

@@ -43,6 +43,10 @@ const (
 	HeaderOriginalQueue = "x-original-queue"
 	// HeaderDeadLetteredAt is when the message was dead-lettered (RFC 3339).
 	HeaderDeadLetteredAt = "x-dead-lettered-at"
+	// HeaderRedeliveries counts the times the broker redelivered a message
+	// that a consumer had taken and never settled (it crashed, or lost its
+	// connection, or handed it back at shutdown).
+	HeaderRedeliveries = "x-redeliveries"
 )
 
 // DeadLetterQueue returns the name of queue's dead-letter queue.

@@ -541,7 +541,8 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Errorf("a requeued message was logged as a failure to retry:\n%s", out)
 		}
 
-		// The next consumer gets the message, as a redelivery of attempt 1.
+		// The next consumer gets the message, attempt 1, counted as
+		// redelivered once.
 		got := make(chan mq.Delivery, 10)
 		next := startConsumer(t, dial(t, url, log, fastOptions(nil)), queue, mq.ConsumeOptions{},
 			func(_ context.Context, d mq.Delivery) error {
@@ -550,8 +551,9 @@ func TestGracefulShutdown(t *testing.T) {
 			})
 		select {
 		case d := <-got:
-			if d.MessageID != "slow" || !d.Redelivered || d.Attempt != 1 {
-				t.Errorf("next consumer got id %q redelivered %v attempt %d, want slow true 1", d.MessageID, d.Redelivered, d.Attempt)
+			if d.MessageID != "slow" || d.Attempt != 1 || d.Headers[mq.HeaderRedeliveries] != int32(1) {
+				t.Errorf("next consumer got id %q attempt %d %s %#v, want slow 1 1", d.MessageID, d.Attempt,
+					mq.HeaderRedeliveries, d.Headers[mq.HeaderRedeliveries])
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("message not redelivered to the next consumer within 10s")
@@ -654,5 +656,85 @@ func TestClosedConn(t *testing.T) {
 	}
 	if err := c.Ready(context.Background()); err == nil {
 		t.Error("Ready after Close = nil, want an error")
+	}
+}
+
+// A message whose consumer dies on it every time (here: its connection is
+// cut mid-handling) is handled MaxRedeliveries+1 times at most, then
+// dead-lettered, and OnRedeliveryLimit is told.
+func TestRedeliveryLimit(t *testing.T) {
+	t.Parallel()
+	url := testenv.RabbitMQ(t)
+	queue := testenv.Queue(t, url, "mq_poison")
+	purl, proxy := testenv.RabbitMQProxy(t)
+	log, _ := testenv.Logger(t)
+	reg := prometheus.NewRegistry()
+	m, err := mq.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := dial(t, url, log, fastOptions(nil))
+	sub := dial(t, purl, log, fastOptions(m))
+	started := make(chan mq.Delivery, 10)
+	release := make(chan struct{})
+	told := make(chan string, 10)
+	const limit = 2
+	startConsumer(t, sub, queue, mq.ConsumeOptions{Concurrency: 4, MaxRedeliveries: limit,
+		OnRedeliveryLimit: func(ctx context.Context, d mq.Delivery, reason string) {
+			if _, ok := ctx.Deadline(); !ok || d.MessageID != "poison" {
+				t.Errorf("OnRedeliveryLimit: deadline %v, message %q", ok, d.MessageID)
+			}
+			told <- reason
+		}},
+		func(_ context.Context, d mq.Delivery) error {
+			started <- d
+			<-release
+			return errors.New("too late: the connection died")
+		})
+	publish(t, pub, queue, mq.Message{Body: []byte(`{"poison":true}`), MessageID: "poison"})
+	for i := range limit + 1 {
+		select {
+		case d := <-started:
+			if got := d.Headers[mq.HeaderRedeliveries]; (i == 0 && got != nil) || (i > 0 && got != int32(i)) {
+				t.Fatalf("handling %d: %s = %#v, want %d", i+1, mq.HeaderRedeliveries, got, i)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("handling %d did not start within 15s", i+1)
+		}
+		// The copy can be handled before the broker confirmed it; the crash
+		// comes once the original is settled (or it would come back too).
+		testenv.Eventually(t, 10*time.Second, "the redelivery counted", func() bool {
+			return metricValue(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeRecounted}) == float64(i)
+		})
+		proxy.Down() // the consumer "crashes": its connection dies, nothing is settled
+		testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
+			return sub.Ready(context.Background()) != nil
+		})
+		proxy.Up()
+		release <- struct{}{}
+	}
+	select {
+	case reason := <-told:
+		if !strings.Contains(reason, "redelivered 3 times") {
+			t.Errorf("reason %q", reason)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("OnRedeliveryLimit not called within 15s")
+	}
+	dead := mq.DeadLetterQueue(queue)
+	testenv.Eventually(t, 10*time.Second, "the message in the dead-letter queue", func() bool {
+		return depth(t, pub, dead) == 1
+	})
+	d := rawGet(t, raw(t, url), dead)
+	if d.MessageId != "poison" || d.Headers[mq.HeaderRedeliveries] != int32(limit+1) || d.Headers[mq.HeaderOriginalQueue] != queue {
+		t.Errorf("dead-lettered: id %q headers %v", d.MessageId, d.Headers)
+	}
+	select {
+	case <-started:
+		t.Error("handled again after the redelivery limit")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if n := depth(t, pub, queue); n != 0 {
+		t.Errorf("queue holds %d messages, want 0", n)
 	}
 }

@@ -46,10 +46,15 @@ func (c *Conn) Publish(ctx context.Context, queue string, msg Message) error {
 		Timestamp:    time.Now().UTC().Truncate(time.Second),
 		Body:         msg.Body,
 	}
-	return c.publish(ctx, queue, p)
+	return c.publish(ctx, queue, p, true)
 }
 
-func (c *Conn) publish(ctx context.Context, queue string, p amqp.Publishing) error {
+// publish publishes p to queue and waits for the broker's confirm, trying
+// again on a fresh channel or connection. With acrossLoss false it does not
+// outlive the connection: a consumer republishing the message it holds
+// stops there, since the broker gives that message back anyway when the
+// connection dies, and another copy would be a duplicate.
+func (c *Conn) publish(ctx context.Context, queue string, p amqp.Publishing, acrossLoss bool) error {
 	if queue == "" {
 		return errors.New("publish: empty queue name")
 	}
@@ -76,7 +81,7 @@ func (c *Conn) publish(ctx context.Context, queue string, p amqp.Publishing) err
 		if retry && !s.conn.IsClosed() {
 			channelErrs++
 		}
-		if !retry || ctx.Err() != nil || channelErrs > 3 {
+		if !retry || ctx.Err() != nil || channelErrs > 3 || (!acrossLoss && s.conn.IsClosed()) {
 			c.m.onPublish(queue, false)
 			return fmt.Errorf("publish to queue %s: %w", queue, err)
 		}

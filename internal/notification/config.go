@@ -43,6 +43,9 @@ type Config struct {
 	// doubles, up to 30s).
 	MaxAttempts  int           `env:"MAX_ATTEMPTS" envDefault:"5"`
 	RetryBackoff time.Duration `env:"RETRY_BACKOFF" envDefault:"2s"`
+	// MaxRedeliveries bounds how often a message may come back unsettled
+	// (a replica died while sending it) before it is dead-lettered.
+	MaxRedeliveries int `env:"MAX_REDELIVERIES" envDefault:"10"`
 	// ShutdownTimeout is how long an email being sent may take after
 	// SIGTERM (below the pod's terminationGracePeriodSeconds).
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -115,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Prefetch < 0 {
 		bad("PREFETCH %d: want 0 (same as CONCURRENCY) or more", c.Prefetch)
+	}
+	if c.MaxRedeliveries < 1 {
+		bad("MAX_REDELIVERIES %d: want at least 1", c.MaxRedeliveries)
 	}
 	if c.MaxAttempts < 1 {
 		bad("MAX_ATTEMPTS %d: want at least 1", c.MaxAttempts)
