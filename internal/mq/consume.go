@@ -33,9 +33,12 @@ type Delivery struct {
 	// Attempt is 1 on the first delivery and grows with each retry (it is
 	// the HeaderAttempts header). A redelivery by the broker after a crash or
 	// a connection loss does not count as an attempt.
-	Attempt     int
-	Redelivered bool // the broker delivered it before and it was not acked
-	Headers     map[string]any
+	Attempt int
+	// Redeliveries is how often the broker handed it back unsettled (a
+	// consumer died on it, lost its connection or stopped): the
+	// HeaderRedeliveries header.
+	Redeliveries int
+	Headers      map[string]any
 }
 
 // ConsumeOptions tune Consume. Zero values take the defaults in brackets.
@@ -350,11 +353,11 @@ func (cs *consumer) call(ctx context.Context, f *inflight) (err error) {
 
 func (f *inflight) delivery() Delivery {
 	return Delivery{
-		Body:        f.d.Body,
-		MessageID:   f.id,
-		Attempt:     f.attempt,
-		Redelivered: f.d.Redelivered,
-		Headers:     maps.Clone(map[string]any(f.d.Headers)),
+		Body:         f.d.Body,
+		MessageID:    f.id,
+		Attempt:      f.attempt,
+		Redeliveries: count(f.d.Headers[HeaderRedeliveries]),
+		Headers:      maps.Clone(map[string]any(f.d.Headers)),
 	}
 }
 

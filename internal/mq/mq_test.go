@@ -86,8 +86,8 @@ func TestPublishConsumeRoundTrip(t *testing.T) {
 			if !bytes.Equal(gd.Body, tt.msg.Body) {
 				t.Errorf("consumed body differs: got %d bytes, want %d", len(gd.Body), len(tt.msg.Body))
 			}
-			if gd.Attempt != 1 || gd.Redelivered {
-				t.Errorf("attempt %d redelivered %v, want 1 false", gd.Attempt, gd.Redelivered)
+			if gd.Attempt != 1 || gd.Redeliveries != 0 {
+				t.Errorf("attempt %d redeliveries %d, want 1 0", gd.Attempt, gd.Redeliveries)
 			}
 			if gd.MessageID == "" || tt.msg.MessageID != "" && gd.MessageID != tt.msg.MessageID {
 				t.Errorf("consumed message id = %q, want %q", gd.MessageID, tt.msg.MessageID)
@@ -551,7 +551,7 @@ func TestGracefulShutdown(t *testing.T) {
 			})
 		select {
 		case d := <-got:
-			if d.MessageID != "slow" || d.Attempt != 1 || d.Headers[mq.HeaderRedeliveries] != int32(1) {
+			if d.MessageID != "slow" || d.Attempt != 1 || d.Redeliveries != 1 {
 				t.Errorf("next consumer got id %q attempt %d %s %#v, want slow 1 1", d.MessageID, d.Attempt,
 					mq.HeaderRedeliveries, d.Headers[mq.HeaderRedeliveries])
 			}
