@@ -538,30 +538,43 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
-	info, err := h.videos.Upload(ctx, "crash.mp4", strings.NewReader("not really a video"), bson.M{"owner": user}, gridfs.UploadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fid := info.ID.Hex()
-	if err := h.jobs.Create(ctx, jobs.Job{ID: fid, Username: user, Filename: "crash.mp4", VideoFID: fid, Status: jobs.Converting}); err != nil {
-		t.Fatal(err)
-	}
-	// The message as the last converter to die on it left it: counted
-	// twice already, and taken but never settled (a closed channel gives it
-	// back marked redelivered).
 	ch, err := h.amqp.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.PublishWithContext(ctx, "", h.videoQ, false, false, amqp.Publishing{
-		DeliveryMode: amqp.Persistent, MessageId: fid, Headers: amqp.Table{mq.HeaderRedeliveries: int32(2)},
-		Body: message.Conversion{VideoFID: fid, Username: user, Filename: "crash.mp4"}.Encode(),
-	}); err != nil {
+	// poison stores a video and its job, and queues its message as the last
+	// converter to die on it left it: counted twice already.
+	poison := func(name string) string {
+		info, err := h.videos.Upload(ctx, name, strings.NewReader("not really a video"), bson.M{"owner": user}, gridfs.UploadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fid := info.ID.Hex()
+		if err := h.jobs.Create(ctx, jobs.Job{ID: fid, Username: user, Filename: name, VideoFID: fid, Status: jobs.Converting}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.PublishWithContext(ctx, "", h.videoQ, false, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: fid, Headers: amqp.Table{mq.HeaderRedeliveries: int32(2)},
+			Body: message.Conversion{VideoFID: fid, Username: user, Filename: name}.Encode(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return fid
+	}
+	fid := poison("crash.mp4")
+	// This one crashed after its MP3 was stored: it is reported done.
+	stored := poison("stored.mp4")
+	if _, err := h.mp3s.Upload(ctx, "stored.mp3", strings.NewReader("ID3 mp3"), bson.M{"owner": user},
+		gridfs.UploadOptions{ID: mustObjectID(t, stored)}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the message queued", func() bool { return h.queueDepth(h.videoQ) == 1 })
-	if _, ok, err := ch.Get(h.videoQ, false); err != nil || !ok {
-		t.Fatalf("get: %v %v", ok, err)
+	// Taken but never settled: a closed channel gives them back marked
+	// redelivered.
+	testenv.Eventually(t, 10*time.Second, "the messages queued", func() bool { return h.queueDepth(h.videoQ) == 2 })
+	for range 2 {
+		if _, ok, err := ch.Get(h.videoQ, false); err != nil || !ok {
+			t.Fatalf("get: %v %v", ok, err)
+		}
 	}
 	ch.Close()
 
@@ -576,10 +589,25 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 	if m := h.mp3Message(fid, 10*time.Second); m.MP3FID != nil || !strings.Contains(m.Error, want) || m.Username != user {
 		t.Errorf("failure message %+v: want mp3_fid null and %q", m, want)
 	}
-	testenv.Eventually(t, 10*time.Second, "the message dead-lettered", func() bool {
-		return h.queueDepth(mq.DeadLetterQueue(h.videoQ)) == 1
+	if j := h.waitJob(stored, 30*time.Second); j.Status != jobs.Done || j.MP3FID == nil || *j.MP3FID != stored {
+		t.Errorf("job with a stored MP3 %+v: want done", j)
+	}
+	if m := h.mp3Message(stored, 10*time.Second); m.MP3FID == nil || *m.MP3FID != stored || m.Error != "" {
+		t.Errorf("message for the stored MP3 %+v: want its mp3_fid, no error", m)
+	}
+	testenv.Eventually(t, 10*time.Second, "both messages dead-lettered", func() bool {
+		return h.queueDepth(mq.DeadLetterQueue(h.videoQ)) == 2
 	})
 	if files, _ := h.countMP3s(fid); files != 0 || h.queueDepth(h.videoQ) != 0 {
 		t.Errorf("%d MP3s, %d messages left on the queue; want none", files, h.queueDepth(h.videoQ))
 	}
+}
+
+func mustObjectID(t *testing.T, hex string) bson.ObjectID {
+	t.Helper()
+	id, err := bson.ObjectIDFromHex(hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

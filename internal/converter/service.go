@@ -205,6 +205,13 @@ func (s *Service) redeliveryLimit(ctx context.Context, d mq.Delivery, reason str
 	}
 	j := &job{msg: msg, log: httpx.Logger(ctx).With("video_fid", msg.VideoFID)}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID)
+	if _, err := s.d.MP3s.Stat(ctx, j.id); err == nil {
+		// The MP3 was stored before the crashes: report that instead.
+		if err := s.finish(ctx, j, true); err != nil {
+			j.log.Error("could not finish a converted video at the redelivery limit", "reason", reason, "err", err)
+		}
+		return
+	}
 	text := "the conversion was interrupted again and again without finishing (a converter may crash on this file); an operator can retry it"
 	if err := s.reportFailure(ctx, j, text); err != nil {
 		j.log.Error("could not report the redelivery limit", "reason", reason, "err", err)
