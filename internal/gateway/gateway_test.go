@@ -503,18 +503,28 @@ func TestUploadRefusesBadInput(t *testing.T) {
 	}
 }
 
-// A client that disconnects mid-upload leaves nothing behind.
-func TestUploadClientDisconnects(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOptions{})
-	tok := e.token(t, "alice@example.com", false)
-	ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, 4<<20)})
+// rawUpload starts an upload of a size-byte file on a bare connection and
+// sends the given fraction of its body (the headers announce all of it).
+func (e *env) rawUpload(t *testing.T, tok string, size int, fraction float64) net.Conn {
+	t.Helper()
+	ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, size)})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", tok, ctype, len(body))
-	conn.Write(body[:len(body)/2]) // half the file, then gone
+	if _, err := conn.Write(body[:int(float64(len(body))*fraction)]); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// A client that disconnects mid-upload leaves nothing behind.
+func TestUploadClientDisconnects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tok := e.token(t, "alice@example.com", false)
+	conn := e.rawUpload(t, tok, 4<<20, 0.5) // half the file, then gone
 	time.Sleep(300 * time.Millisecond)
 	conn.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -538,16 +548,7 @@ func TestUploadClientLeavesAfterSending(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	tok := e.token(t, "alice@example.com", false)
-	ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, 1<<20)})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", tok, ctype, len(body))
-	if _, err := conn.Write(body); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close()
+	e.rawUpload(t, tok, 1<<20, 1).Close()
 
 	var msgs []amqp.Delivery
 	testenv.Eventually(t, 10*time.Second, "the upload to be committed", func() bool {
