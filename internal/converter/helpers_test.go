@@ -376,23 +376,7 @@ func (h *harness) queueDepth(q string) int {
 // result is the conversions_total counter for result.
 func (h *harness) result(result string) int {
 	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "conversions_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return int(m.GetCounter().GetValue())
-				}
-			}
-		}
-	}
-	return 0
+	return int(testenv.Metric(h.t, h.reg, "conversions_total", map[string]string{"result": result}))
 }
 
 // waitResult waits until conversions_total{result} reaches n.

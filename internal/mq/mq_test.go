@@ -260,7 +260,7 @@ func TestConsumeOutcomes(t *testing.T) {
 				t.Errorf("queue holds %d messages after the consumer stopped, want 0", n)
 			}
 			for outcome, want := range tt.outcomes {
-				got := metricValue(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": outcome})
+				got := testenv.Metric(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": outcome})
 				if got != want {
 					t.Errorf("mq_messages_handled_total{outcome=%q} = %v, want %v", outcome, got, want)
 				}
@@ -704,7 +704,7 @@ func TestRedeliveryLimit(t *testing.T) {
 		// The copy can be handled before the broker confirmed it; the crash
 		// comes once the original is settled (or it would come back too).
 		testenv.Eventually(t, 10*time.Second, "the redelivery counted", func() bool {
-			return metricValue(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeRecounted}) == float64(i)
+			return testenv.Metric(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeRecounted}) == float64(i)
 		})
 		proxy.Down() // the consumer "crashes": its connection dies, nothing is settled
 		testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {

@@ -128,12 +128,12 @@ func (s *stack) publishMsg(m message.Conversion) { s.t.Helper(); s.publish(m.Enc
 // count returns notifications_total{result}.
 func (s *stack) count(result string) float64 {
 	s.t.Helper()
-	return metricValue(s.t, s.reg, "notifications_total", map[string]string{"result": result})
+	return testenv.Metric(s.t, s.reg, "notifications_total", map[string]string{"result": result})
 }
 
 func (s *stack) handled(outcome string) float64 {
 	s.t.Helper()
-	return metricValue(s.t, s.reg, "mq_messages_handled_total", map[string]string{"queue": s.queue, "outcome": outcome})
+	return testenv.Metric(s.t, s.reg, "mq_messages_handled_total", map[string]string{"queue": s.queue, "outcome": outcome})
 }
 
 func (s *stack) waitCount(result string, n float64) {
@@ -163,7 +163,7 @@ func (s *stack) drained() {
 	s.t.Helper()
 	testenv.Eventually(s.t, 5*time.Second, "queue drained", func() bool {
 		return s.depth(s.queue) == 0 &&
-			metricValue(s.t, s.reg, "mq_handlers_in_flight", map[string]string{"queue": s.queue}) == 0
+			testenv.Metric(s.t, s.reg, "mq_handlers_in_flight", map[string]string{"queue": s.queue}) == 0
 	})
 	if n := s.depth(mq.DeadLetterQueue(s.queue)); n != 0 {
 		s.t.Errorf("dead-letter queue holds %d messages, want 0", n)
@@ -605,35 +605,4 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 		t.Fatal(err)
 	}
 	return host, n
-}
-
-// metricValue returns the value of a counter or gauge with exactly these
-// labels, or 0 when it has not been recorded.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue metrics
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }
