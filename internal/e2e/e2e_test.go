@@ -196,6 +196,14 @@ var client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 	MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
 }}
 
+// newUser adds a user with a fresh address (password "pw") and logs in.
+func (s *suite) newUser(t *testing.T, prefix string) (email, tok string) {
+	t.Helper()
+	email = testenv.MailAddress(prefix)
+	s.addUser(t, email, "pw")
+	return email, s.login(t, email, "pw")
+}
+
 func (s *suite) login(t *testing.T, email, password string) string {
 	t.Helper()
 	status, b, err := s.tryLogin(email, password)
@@ -445,9 +453,7 @@ func TestUploadConvertEmailDownload(t *testing.T) {
 func TestNotAVideo(t *testing.T) {
 	t.Parallel()
 	s := startSuite(t)
-	email := testenv.MailAddress("e2e_bad")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_bad")
 	junk := filepath.Join(t.TempDir(), "junk.bin")
 	b := make([]byte, 256<<10)
 	rand.Read(b)

@@ -40,9 +40,7 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{
 		"CONCURRENCY": "1", "FFMPEG_PATH": realtimeFFmpeg(t),
 	}})
-	email := testenv.MailAddress("e2e_ckill")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_ckill")
 	video := makeVideo(t, 6)
 
 	job := s.upload(t, tok, video)
@@ -76,9 +74,7 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 func TestFaultNotificationKilled(t *testing.T) {
 	t.Parallel()
 	s := startSuite(t)
-	email := testenv.MailAddress("e2e_nkill")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_nkill")
 	video := makeVideo(t, 3)
 
 	// 1. Dead before the MP3s are ready.
@@ -124,9 +120,7 @@ func TestFaultRabbitMQRestart(t *testing.T) {
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{
 		"FFMPEG_PATH": realtimeFFmpeg(t), "PUBLISH_TIMEOUT": "3s",
 	}})
-	email := testenv.MailAddress("e2e_rmq")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_rmq")
 	video := makeVideo(t, 4)
 	pids := s.pids()
 
@@ -184,9 +178,7 @@ func TestFaultRabbitMQRestart(t *testing.T) {
 func TestFaultFerretDBDown(t *testing.T) {
 	t.Parallel()
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{"FFMPEG_PATH": realtimeFFmpeg(t)}})
-	email := testenv.MailAddress("e2e_mongo")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_mongo")
 	video := makeVideo(t, 4)
 
 	var accepted []string
@@ -233,9 +225,7 @@ func TestFaultFerretDBDown(t *testing.T) {
 func TestFaultAuthDown(t *testing.T) {
 	t.Parallel()
 	s := startSuite(t)
-	email := testenv.MailAddress("e2e_auth")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_auth")
 
 	check := func(what string) {
 		t.Helper()
@@ -282,9 +272,7 @@ func TestFaultAuthDown(t *testing.T) {
 func TestFaultMailpitDown(t *testing.T) {
 	t.Parallel()
 	s := startSuite(t)
-	email := testenv.MailAddress("e2e_smtp")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_smtp")
 	video := makeVideo(t, 3)
 
 	s.smtp.Down()
@@ -317,9 +305,7 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{
 		"FFMPEG_PATH": realtimeFFmpeg(t), "SHUTDOWN_TIMEOUT": shutdown.String(),
 	}})
-	email := testenv.MailAddress("e2e_term")
-	s.addUser(t, email, "pw")
-	tok := s.login(t, email, "pw")
+	email, tok := s.newUser(t, "e2e_term")
 	video := makeVideo(t, 10)
 
 	var accepted []string
