@@ -15,15 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"mp3converter/internal/config"
 	"mp3converter/internal/converter"
-	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
-	"mp3converter/internal/jobs"
 	"mp3converter/internal/logging"
+	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 )
 
@@ -69,25 +65,11 @@ func run(ctx context.Context, args []string) error {
 		"concurrency", opt.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
 		"scratch_dir", opt.ScratchDir, "stream_faststart", opt.StreamFaststart)
 
-	mongoClient, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI.Reveal()).
-		SetServerSelectionTimeout(5 * time.Second).SetConnectTimeout(5 * time.Second).SetAppName("converter"))
+	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "converter")
 	if err != nil {
-		return fmt.Errorf("mongodb: %w", err)
+		return err
 	}
-	defer func() { _ = mongoClient.Disconnect(context.Background()) }()
-	videosDB := mongoClient.Database(cfg.VideosDB)
-	videos, err := gridfs.NewBucket(videosDB)
-	if err != nil {
-		return fmt.Errorf("videos bucket: %w", err)
-	}
-	mp3s, err := gridfs.NewBucket(mongoClient.Database(cfg.MP3sDB))
-	if err != nil {
-		return fmt.Errorf("mp3s bucket: %w", err)
-	}
-	jobStore, err := jobs.NewStore(videosDB)
-	if err != nil {
-		return fmt.Errorf("jobs: %w", err)
-	}
+	defer stores.Close()
 
 	reg := httpx.NewRegistry()
 	mqMetrics, err := mq.NewMetrics(reg)
@@ -104,13 +86,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer broker.Close()
 
-	svc, err := converter.New(converter.Deps{Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker,
+	svc, err := converter.New(converter.Deps{Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs, Publisher: broker,
 		Log: log, Metrics: metrics}, opt)
 	if err != nil {
 		return err
 	}
 	ops := httpx.NewOps(reg)
-	ops.AddCheck("mongodb", func(ctx context.Context) error { return mongoClient.Ping(ctx, nil) })
+	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
 	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), httpx.OpsHandler(ops, log),
 		httpx.ServerConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second}, log)

@@ -10,18 +10,13 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"mp3converter/internal/authclient"
 	"mp3converter/internal/config"
 	"mp3converter/internal/gateway"
-	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
-	"mp3converter/internal/jobs"
 	"mp3converter/internal/logging"
+	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 )
 
@@ -61,25 +56,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mongoClient, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI.Reveal()).
-		SetServerSelectionTimeout(5 * time.Second).SetConnectTimeout(5 * time.Second).SetAppName("gateway"))
+	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "gateway")
 	if err != nil {
-		return fmt.Errorf("mongodb: %w", err)
+		return err
 	}
-	defer func() { _ = mongoClient.Disconnect(context.Background()) }()
-	videosDB, mp3sDB := mongoClient.Database(cfg.VideosDB), mongoClient.Database(cfg.MP3sDB)
-	videos, err := gridfs.NewBucket(videosDB)
-	if err != nil {
-		return fmt.Errorf("videos bucket: %w", err)
-	}
-	mp3s, err := gridfs.NewBucket(mp3sDB)
-	if err != nil {
-		return fmt.Errorf("mp3s bucket: %w", err)
-	}
-	jobStore, err := jobs.NewStore(videosDB)
-	if err != nil {
-		return fmt.Errorf("jobs: %w", err)
-	}
+	defer stores.Close()
 
 	reg := httpx.NewRegistry()
 	mqMetrics, err := mq.NewMetrics(reg)
@@ -93,10 +74,10 @@ func run(ctx context.Context, args []string) error {
 	defer broker.Close()
 
 	ops := httpx.NewOps(reg)
-	ops.AddCheck("mongodb", func(ctx context.Context) error { return mongoClient.Ping(ctx, nil) })
+	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
 	ops.AddCheck("auth", authc.Ready)
-	h := gateway.NewServer(gateway.Deps{Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore,
+	h := gateway.NewServer(gateway.Deps{Auth: authc, Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs,
 		Publisher: broker, Ops: ops, Log: log}, gateway.Options{
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,

@@ -1,0 +1,55 @@
+// Package mongodb opens what the gateway and the converter keep in MongoDB:
+// one client, the GridFS buckets of the videos and of the MP3s (the
+// original's databases "videos" and "mp3s") and the job records, which live
+// beside the videos.
+package mongodb
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/jobs"
+)
+
+// Stores are the client and the stores opened on it.
+type Stores struct {
+	Client *mongo.Client
+	Videos *gridfs.Bucket
+	MP3s   *gridfs.Bucket
+	Jobs   *jobs.Store
+}
+
+// Open connects to uri (server selection and connection bounded to 5 s,
+// app names the client in the server's logs) and opens the stores in the
+// databases videosDB and mp3sDB, creating their indexes if missing.
+func Open(uri, videosDB, mp3sDB, app string) (*Stores, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(5 * time.Second).SetConnectTimeout(5 * time.Second).SetAppName(app))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: %w", err)
+	}
+	s := &Stores{Client: client}
+	if s.Videos, err = gridfs.NewBucket(client.Database(videosDB)); err != nil {
+		err = fmt.Errorf("videos bucket: %w", err)
+	} else if s.MP3s, err = gridfs.NewBucket(client.Database(mp3sDB)); err != nil {
+		err = fmt.Errorf("mp3s bucket: %w", err)
+	} else if s.Jobs, err = jobs.NewStore(client.Database(videosDB)); err != nil {
+		err = fmt.Errorf("jobs: %w", err)
+	}
+	if err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping reports whether the server answers: the readiness check.
+func (s *Stores) Ping(ctx context.Context) error { return s.Client.Ping(ctx, nil) }
+
+// Close disconnects the client.
+func (s *Stores) Close() error { return s.Client.Disconnect(context.Background()) }
