@@ -356,7 +356,7 @@ func (f *inflight) delivery() Delivery {
 		Body:         f.d.Body,
 		MessageID:    f.id,
 		Attempt:      f.attempt,
-		Redeliveries: count(f.d.Headers[HeaderRedeliveries]),
+		Redeliveries: headerCount(f.d.Headers[HeaderRedeliveries]),
 		Headers:      maps.Clone(map[string]any(f.d.Headers)),
 	}
 }
@@ -387,9 +387,7 @@ func (cs *consumer) retry(f *inflight, herr error) {
 	to, outcome := cs.queue, OutcomeRetried
 	if final {
 		to, outcome = cs.dead, OutcomeDeadLettered
-		headers[HeaderAttempts] = int32(f.attempt)
-		headers[HeaderOriginalQueue] = cs.queue
-		headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
+		cs.deadHeaders(headers, f)
 	} else {
 		headers[HeaderAttempts] = int32(f.attempt + 1)
 	}
@@ -402,7 +400,7 @@ func (cs *consumer) recount(f *inflight) {
 	if !f.claim() {
 		return
 	}
-	n := count(f.d.Headers[HeaderRedeliveries]) + 1
+	n := headerCount(f.d.Headers[HeaderRedeliveries]) + 1
 	headers := amqp.Table{HeaderRedeliveries: int32(n)}
 	if n <= cs.opt.MaxRedeliveries {
 		f.log.Info("redelivered message: counted, handled again from the queue", "redeliveries", n)
@@ -413,9 +411,7 @@ func (cs *consumer) recount(f *inflight) {
 	f.log.Error("message over the redelivery limit, dead-lettering", "redeliveries", n,
 		"max_redeliveries", cs.opt.MaxRedeliveries, "dead_letter_queue", cs.dead)
 	headers[HeaderLastError] = reason
-	headers[HeaderAttempts] = int32(f.attempt)
-	headers[HeaderOriginalQueue] = cs.queue
-	headers[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
+	cs.deadHeaders(headers, f)
 	if !cs.republish(f, cs.dead, headers, OutcomeDeadLettered) || cs.opt.OnRedeliveryLimit == nil {
 		return
 	}
@@ -429,6 +425,13 @@ func (cs *consumer) recount(f *inflight) {
 		}()
 		cs.opt.OnRedeliveryLimit(ctx, f.delivery(), reason)
 	}()
+}
+
+// deadHeaders adds what a dead-lettered copy of f carries.
+func (cs *consumer) deadHeaders(h amqp.Table, f *inflight) {
+	h[HeaderAttempts] = int32(f.attempt)
+	h[HeaderOriginalQueue] = cs.queue
+	h[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
 }
 
 // republish publishes a copy of f's message to queue to, with headers
@@ -531,10 +534,10 @@ func (cs *consumer) count() int {
 }
 
 // attempts reads HeaderAttempts: 1 when absent or invalid.
-func attempts(h amqp.Table) int { return max(count(h[HeaderAttempts]), 1) }
+func attempts(h amqp.Table) int { return max(headerCount(h[HeaderAttempts]), 1) }
 
-// count reads a counter header (0 when absent or not a number).
-func count(h any) int {
+// headerCount reads a counter header (0 when absent or not a number).
+func headerCount(h any) int {
 	var n int64
 	switch v := h.(type) {
 	case int:
