@@ -324,7 +324,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	}
 	// Someone else's MP3 looks exactly like a missing one (admins see all).
 	claims := claimsFrom(ctx)
-	if owner := ownerOf(info); owner != claims.Username && !claims.Admin {
+	if owner := ownerOf(info); owner != claims.Username && !claims.IsAdmin() {
 		s.metrics.downloads.WithLabelValues("not_found").Inc()
 		responder.Error(w, r, gridfs.ErrNotFound)
 		return

@@ -1,6 +1,11 @@
 // Package token issues and verifies the suite's JWTs: HS256, signed with
 // JWT_SECRET, with the original's claims username, exp, iat and admin, so
 // tokens verify both ways with the original's PyJWT code.
+//
+// The original wrote "admin": true into every token; it meant only "may use
+// the service", and the original gateway refuses tokens without it. So the
+// admin claim grants nothing here: this suite's administrators carry
+// "role": "admin", a claim the original never writes (and ignores).
 package token
 
 import (
@@ -15,13 +20,29 @@ import (
 // required claim.
 var ErrInvalid = errors.New("invalid token")
 
-// Claims are the JWT claims, in the original's names and types.
+// Claims are the JWT claims, in the original's names and types, plus Role.
 type Claims struct {
 	Username string `json:"username"`
 	Exp      int64  `json:"exp"`
 	Iat      int64  `json:"iat"`
-	Admin    bool   `json:"admin"`
+	// Admin is the original's claim: "may use the service" to the original
+	// gateway. It grants nothing in this suite.
+	Admin bool `json:"admin"`
+	// Role is RoleAdmin for this suite's administrators, RoleUser or absent
+	// (every token the original minted) for everyone else.
+	Role string `json:"role,omitempty"`
 }
+
+// The values of the role claim.
+const (
+	RoleAdmin = "admin"
+	RoleUser  = "user"
+)
+
+// IsAdmin reports whether the token names one of this suite's
+// administrators (who may download any MP3). The original's admin claim
+// does not count.
+func (c Claims) IsAdmin() bool { return c.Role == RoleAdmin }
 
 // Issuer signs and verifies tokens with one secret.
 type Issuer struct {
@@ -29,10 +50,22 @@ type Issuer struct {
 	ttl    time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
+	// legacyAdmin writes "admin": true into every token, as the original
+	// did, so that the original gateway accepts them (see LegacyAdminClaim).
+	legacyAdmin bool
 }
 
+// Option changes an Issuer.
+type Option func(*Issuer)
+
+// LegacyAdminClaim makes the Issuer write "admin": true into every token it
+// issues, as the original auth did, for as long as the original gateway
+// (which refuses uploads and downloads without it) runs beside this suite.
+// The role claim still tells this suite's administrators apart.
+func LegacyAdminClaim(on bool) Option { return func(i *Issuer) { i.legacyAdmin = on } }
+
 // New returns an Issuer. The secret must not be empty.
-func New(secret string, ttl time.Duration) (*Issuer, error) {
+func New(secret string, ttl time.Duration, opts ...Option) (*Issuer, error) {
 	if secret == "" {
 		return nil, errors.New("token: empty secret")
 	}
@@ -40,6 +73,9 @@ func New(secret string, ttl time.Duration) (*Issuer, error) {
 		return nil, fmt.Errorf("token: ttl %s must be positive", ttl)
 	}
 	i := &Issuer{secret: []byte(secret), ttl: ttl, now: time.Now}
+	for _, o := range opts {
+		o(i)
+	}
 	i.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
@@ -49,12 +85,18 @@ func New(secret string, ttl time.Duration) (*Issuer, error) {
 	return i, nil
 }
 
-// Issue returns a signed token for username.
+// Issue returns a signed token for username; admin makes it one of this
+// suite's administrators (role "admin").
 func (i *Issuer) Issue(username string, admin bool) (string, error) {
 	now := i.now().UTC()
+	role := RoleUser
+	if admin {
+		role = RoleAdmin
+	}
 	c := jwtClaims{
 		Username: username,
-		Admin:    admin,
+		Admin:    admin || i.legacyAdmin,
+		Role:     role,
 		RegisteredClaims: jwt.RegisteredClaims{
 			ExpiresAt: jwt.NewNumericDate(now.Add(i.ttl)),
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -78,7 +120,7 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 	if c.Username == "" {
 		return Claims{}, fmt.Errorf("%w: no username claim", ErrInvalid)
 	}
-	out := Claims{Username: c.Username, Admin: c.Admin, Exp: c.ExpiresAt.Unix()}
+	out := Claims{Username: c.Username, Admin: c.Admin, Role: c.Role, Exp: c.ExpiresAt.Unix()}
 	if c.IssuedAt != nil {
 		out.Iat = c.IssuedAt.Unix()
 	}
@@ -86,9 +128,11 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 }
 
 // jwtClaims is the wire form: the same claim names and JSON types as the
-// original's PyJWT payload (username string, exp and iat integers, admin bool).
+// original's PyJWT payload (username string, exp and iat integers, admin
+// bool), plus role.
 type jwtClaims struct {
 	Username string `json:"username"`
 	Admin    bool   `json:"admin"`
+	Role     string `json:"role,omitempty"`
 	jwt.RegisteredClaims
 }

@@ -54,6 +54,10 @@ func TestPyJWTTokens(t *testing.T) {
 			if want := name == "valid_admin"; c.Admin != want {
 				t.Fatalf("admin = %v, want %v", c.Admin, want)
 			}
+			// The original's admin claim makes nobody an administrator here.
+			if c.IsAdmin() {
+				t.Fatalf("PyJWT token %s is an administrator of this suite: %+v", name, c)
+			}
 		})
 	}
 	for name, tok := range f.Refuse {
@@ -104,10 +108,10 @@ func TestIssuedTokenShape(t *testing.T) {
 	}
 	var claims map[string]any
 	decodeSeg(t, parts[1], &claims)
-	if len(claims) != 4 {
-		t.Fatalf("claims = %v, want exactly username, exp, iat, admin", claims)
+	if len(claims) != 5 {
+		t.Fatalf("claims = %v, want exactly username, exp, iat, admin, role", claims)
 	}
-	if claims["username"] != "georgio@email.com" || claims["admin"] != false ||
+	if claims["username"] != "georgio@email.com" || claims["admin"] != false || claims["role"] != "user" ||
 		claims["iat"] != float64(1795737600) || claims["exp"] != float64(1795737600+86400) {
 		t.Fatalf("claims = %v", claims)
 	}
@@ -119,6 +123,44 @@ func TestIssuedTokenShape(t *testing.T) {
 	c, err := iss.Verify(tok)
 	if err != nil || c.Username != "georgio@email.com" {
 		t.Fatalf("Verify own token = %+v, %v", c, err)
+	}
+}
+
+// Administrators are told apart by role, never by the original's admin
+// claim; LegacyAdminClaim writes admin: true for everyone (what the
+// original gateway demands) without making anyone an administrator.
+func TestAdminClaims(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		legacy, admin     bool
+		wantAdminClaim    bool
+		wantRole          string
+		wantAdministrator bool
+	}{
+		{name: "user", wantRole: "user"},
+		{name: "admin", admin: true, wantAdminClaim: true, wantRole: "admin", wantAdministrator: true},
+		{name: "user, legacy claim", legacy: true, wantAdminClaim: true, wantRole: "user"},
+		{name: "admin, legacy claim", legacy: true, admin: true, wantAdminClaim: true, wantRole: "admin", wantAdministrator: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			iss, _ := New("sarcasm", time.Hour, LegacyAdminClaim(tc.legacy))
+			tok, err := iss.Issue("a@b.c", tc.admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raw map[string]any
+			decodeSeg(t, strings.Split(tok, ".")[1], &raw)
+			if raw["admin"] != tc.wantAdminClaim || raw["role"] != tc.wantRole {
+				t.Fatalf("claims = %v, want admin %v role %q", raw, tc.wantAdminClaim, tc.wantRole)
+			}
+			c, err := iss.Verify(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.IsAdmin() != tc.wantAdministrator {
+				t.Fatalf("IsAdmin = %v for %+v", c.IsAdmin(), c)
+			}
+		})
 	}
 }
 
