@@ -53,6 +53,7 @@ start() { # name port cmd...
   exit 1
 }
 
+bin/auth migrate >"$logs/auth-migrate.log" 2>&1 || { cat "$logs/auth-migrate.log" >&2; exit 1; }
 printf '%s\n' "$DEMO_PASSWORD" | bin/auth user add --email "$DEMO_EMAIL" >/dev/null
 start auth "$AUTH_PORT" bin/auth
 export AUTH_SVC_ADDRESS=127.0.0.1:$AUTH_PORT

@@ -27,7 +27,7 @@ import (
 func BenchmarkValidateVsTrivial(b *testing.B) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil)) // logs encoded, as in production
 	tokens, _ := token.New("bench-secret", time.Hour)
-	a, err := auth.NewAuthenticator(nil, tokens, 4, log) // validate never touches the store
+	a, err := auth.NewAuthenticator(nil, tokens, auth.PasswordOptions{Cost: 4}, log) // validate never touches the store
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"mp3converter/internal/config"
@@ -17,6 +19,11 @@ type Config struct {
 
 	JWTSecret config.Secret `env:"JWT_SECRET,required,notEmpty"`
 	JWTTTL    time.Duration `env:"JWT_TTL" envDefault:"24h"`
+	// LegacyAdminClaim writes "admin": true into every token, as the
+	// original did, for as long as the original gateway (which refuses
+	// tokens without it) runs beside this auth. It makes nobody an
+	// administrator here (that is the role claim).
+	LegacyAdminClaim bool `env:"LEGACY_ADMIN_CLAIM" envDefault:"false"`
 
 	// RequestTimeout bounds every request.
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
@@ -27,9 +34,29 @@ type Config struct {
 	// (requests per second, and the bucket size).
 	LoginRate  float64 `env:"LOGIN_RATE" envDefault:"5"`
 	LoginBurst int     `env:"LOGIN_BURST" envDefault:"20"`
+	// LoginAccountRate and LoginAccountBurst limit failed logins per
+	// account, from whatever addresses they come.
+	LoginAccountRate  float64 `env:"LOGIN_ACCOUNT_RATE" envDefault:"0.1"`
+	LoginAccountBurst int     `env:"LOGIN_ACCOUNT_BURST" envDefault:"10"`
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// for the rate limit (the gateway): CIDRs, "private" or "none".
 	TrustedProxies httpx.Proxies `env:"TRUSTED_PROXIES" envDefault:"private"`
+	// SharedClientPeers (CIDRs or addresses; empty: none) front many
+	// clients without naming them: the original gateway, which sends no
+	// X-Forwarded-For. Their logins are limited per account only.
+	SharedClientPeers string `env:"SHARED_CLIENT_PEERS"`
+}
+
+// SharedPeers parses SharedClientPeers (empty: none).
+func (c Config) SharedPeers() (httpx.Proxies, error) {
+	if strings.TrimSpace(c.SharedClientPeers) == "" {
+		return httpx.ParseProxies("none")
+	}
+	p, err := httpx.ParseProxies(c.SharedClientPeers)
+	if err != nil {
+		return httpx.Proxies{}, fmt.Errorf("SHARED_CLIENT_PEERS: %w", err)
+	}
+	return p, nil
 }
 
 // DBConfig is what `auth user add` needs as well as the server.
@@ -43,6 +70,11 @@ type DBConfig struct {
 	DBTimeout time.Duration `env:"DB_TIMEOUT" envDefault:"3s"`
 	// BcryptCost is the work factor for new password hashes.
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// KeepPlaintextPasswords verifies the original's plaintext rows
+	// without re-hashing them, while the original auth runs beside this
+	// one or may be rolled back to; `auth user migrate-passwords` (or turning
+	// it off) commits to bcrypt.
+	KeepPlaintextPasswords bool `env:"KEEP_PLAINTEXT_PASSWORDS" envDefault:"false"`
 }
 
 // MySQL returns the connection settings.

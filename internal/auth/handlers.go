@@ -27,22 +27,34 @@ var responder = httpx.Responder{Rules: []httpx.ErrorRule{
 	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Body: "service unavailable"},
 }}
 
+// login checks two buckets: the client address's (every attempt counts;
+// skipped for SharedPeers, which front many clients), and the account's
+// (only failures count, so that a guesser spread over many addresses is
+// slowed down too, while the account's owner, knowing the password, is
+// not locked out by someone else's guesses until the bucket is empty).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := s.limit.allow(s.proxies.ClientAddr(r), time.Now()); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		httpx.Text(w, http.StatusTooManyRequests, "too many login attempts, retry later")
-		return
+	now := time.Now()
+	if client := s.proxies.ClientAddr(r); !s.shared.Contains(client) {
+		if ok, wait := s.limit.allow(client, now); !ok {
+			tooMany(w, wait)
+			return
+		}
 	}
 	email, password, ok := r.BasicAuth()
 	if !ok {
 		httpx.Text(w, http.StatusUnauthorized, bodyMissing)
 		return
 	}
+	account := strings.ToLower(email) // MySQL compares emails case-insensitively
+	if ok, wait := s.account.peek(account, now); !ok {
+		tooMany(w, wait)
+		return
+	}
 	tok, err := s.auth.Login(r.Context(), email, password)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredentials) {
 			s.metrics.logins.WithLabelValues("invalid").Inc()
+			s.account.allow(account, now)
 		} else {
 			s.metrics.logins.WithLabelValues("error").Inc()
 		}
@@ -53,8 +65,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	httpx.Text(w, http.StatusOK, tok)
 }
 
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	httpx.Text(w, http.StatusTooManyRequests, "too many login attempts, retry later")
+}
+
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
-	raw, ok := bearer(r)
+	raw, ok := token.FromHeader(r.Header.Get("Authorization"))
 	if !ok {
 		httpx.Text(w, http.StatusUnauthorized, bodyMissing)
 		return
@@ -67,16 +85,4 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(claims)
-}
-
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-// No header, another scheme, or an empty token count as missing credentials.
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, found := strings.Cut(h, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -32,7 +32,7 @@ func TestLoginWaitsForACPUAndGivesUpWithItsCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &countingStore{}
-	a, err := NewAuthenticator(store, tokens, 4, slog.New(slog.DiscardHandler))
+	a, err := NewAuthenticator(store, tokens, PasswordOptions{Cost: 4}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

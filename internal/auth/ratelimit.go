@@ -7,7 +7,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiter keeps one token bucket per client address and forgets idle ones.
+// limiter keeps one token bucket per key (a client address, an account)
+// and forgets idle ones.
 type limiter struct {
 	mu      sync.Mutex
 	rate    rate.Limit
@@ -49,4 +50,19 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// peek reports whether key has a token left now, taking none, and if not,
+// how long until it has.
+func (l *limiter) peek(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.clients[key]
+	if !ok {
+		return true, 0
+	}
+	r := c.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return d <= 0, d
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,8 +18,10 @@ type Server struct {
 	router  chi.Router
 	auth    *Authenticator
 	tokens  *token.Issuer
-	limit   *limiter
+	limit   *limiter // per client address, every login
+	account *limiter // per account, failed logins only
 	proxies httpx.Proxies
+	shared  httpx.Proxies
 	metrics serverMetrics
 }
 
@@ -29,9 +32,20 @@ type serverMetrics struct {
 // ServerOptions are the knobs of NewServer.
 type ServerOptions struct {
 	RequestTimeout time.Duration
-	LoginRate      float64
-	LoginBurst     int
-	TrustedProxies httpx.Proxies // zero: loopback and private peers
+	// LoginRate and LoginBurst limit logins per client address.
+	LoginRate  float64
+	LoginBurst int
+	// AccountRate and AccountBurst limit failed logins per account
+	// (whatever address they come from); zero: 0.1/s and 10.
+	AccountRate  float64
+	AccountBurst int
+	// TrustedProxies name the client in X-Forwarded-For; zero: loopback
+	// and private peers.
+	TrustedProxies httpx.Proxies
+	// SharedPeers front many clients without naming them (the original
+	// gateway sends no X-Forwarded-For): logins from them are limited per
+	// account only, not as one client. Zero: none.
+	SharedPeers httpx.Proxies
 }
 
 // NewServer builds the routes: POST /login, POST /validate and the ops
@@ -42,7 +56,9 @@ func NewServer(a *Authenticator, tokens *token.Issuer, ops *httpx.Ops, log *slog
 		auth:    a,
 		tokens:  tokens,
 		limit:   newLimiter(opt.LoginRate, opt.LoginBurst),
+		account: newLimiter(cmp.Or(opt.AccountRate, 0.1), cmp.Or(opt.AccountBurst, 10)),
 		proxies: opt.TrustedProxies,
+		shared:  opt.SharedPeers,
 		metrics: serverMetrics{logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_logins_total", Help: "Login attempts by result (ok, invalid, error).",
 		}, []string{"result"})},

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"mp3converter/internal/auth"
 	"mp3converter/internal/httpx"
@@ -37,6 +40,15 @@ type options struct {
 	loginRate  float64
 	loginBurst int
 	initSQL    string // run before auth starts, as the original's init.sql would
+	noMigrate  bool   // skip `auth migrate` (the server must then refuse to start)
+
+	accountRate   float64
+	accountBurst  int
+	sharedPeers   string // SHARED_CLIENT_PEERS
+	keepPlaintext bool   // KEEP_PLAINTEXT_PASSWORDS
+	legacyAdmin   bool   // LEGACY_ADMIN_CLAIM
+	cost          int    // BCRYPT_COST; 0: 4
+	log           *slog.Logger
 }
 
 func newStack(t *testing.T, o options) *stack {
@@ -51,28 +63,51 @@ func newStack(t *testing.T, o options) *stack {
 		mc.Host = host
 		mc.Port, _ = strconv.Atoi(port)
 	}
+	return newStackWith(t, db, mc, o)
+}
+
+// newStackWith runs auth on db, reached as mc.
+func newStackWith(t *testing.T, db testenv.MySQLDB, mc auth.MySQLConfig, o options) *stack {
+	t.Helper()
 	ctx := context.Background()
+	if !o.noMigrate {
+		if _, _, err := auth.Migrate(ctx, mc); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+	}
 	store, err := auth.OpenStore(ctx, mc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	tokens, _ := token.New(secret, 24*time.Hour)
-	log := slog.New(slog.DiscardHandler)
-	a, err := auth.NewAuthenticator(store, tokens, 4, log)
+	tokens, _ := token.New(secret, 24*time.Hour, token.LegacyAdminClaim(o.legacyAdmin))
+	log := o.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a, err := auth.NewAuthenticator(store, tokens, auth.PasswordOptions{Cost: cmp.Or(o.cost, 4), KeepPlaintext: o.keepPlaintext}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.loginRate == 0 {
 		o.loginRate, o.loginBurst = 1000, 1000
 	}
+	shared, err := auth.Config{SharedClientPeers: o.sharedPeers}.SharedPeers()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ops := httpx.NewOps(httpx.NewRegistry())
 	ops.AddCheck("mysql", store.Ping)
 	srv := httptest.NewServer(auth.NewServer(a, tokens, ops, log, auth.ServerOptions{
 		RequestTimeout: 5 * time.Second, LoginRate: o.loginRate, LoginBurst: o.loginBurst,
+		AccountRate: o.accountRate, AccountBurst: o.accountBurst, SharedPeers: shared,
 	}))
 	t.Cleanup(srv.Close)
 	return &stack{url: srv.URL, db: db, store: store, tokens: tokens}
+}
+
+func (s *stack) mysql() auth.MySQLConfig {
+	return auth.MySQLConfig{Host: s.db.Host, Port: s.db.Port, User: s.db.User, Password: s.db.Password, DB: s.db.Name, Timeout: time.Second}
 }
 
 func (s *stack) addUser(t *testing.T, email, password string, admin bool) {
@@ -154,7 +189,7 @@ func TestLogin(t *testing.T) {
 			if tc.name == "admin" {
 				wantUser = "boss@example.com"
 			}
-			if c.Username != wantUser || c.Admin != (tc.name == "admin") {
+			if c.Username != wantUser || c.Admin != (tc.name == "admin") || c.IsAdmin() != (tc.name == "admin") {
 				t.Fatalf("claims = %+v", c)
 			}
 			if d := time.Until(time.Unix(c.Exp, 0)); d < 23*time.Hour || d > 25*time.Hour {
@@ -213,8 +248,9 @@ func TestLegacyDatabase(t *testing.T) {
 		}
 	}
 	// Migrating twice changes nothing (a second replica, a restart).
-	if err := s.store.Migrate(context.Background()); err != nil {
-		t.Fatalf("second migration: %v", err)
+	from, to, err := auth.Migrate(context.Background(), s.mysql())
+	if err != nil || from != auth.SchemaVersion || to != auth.SchemaVersion {
+		t.Fatalf("second migration: %d → %d, %v; want %d, nothing to do", from, to, err, auth.SchemaVersion)
 	}
 }
 
@@ -379,5 +415,42 @@ func TestOpsEndpoints(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `auth_logins_total{result="invalid"} 1`) ||
 		!strings.Contains(body, "go_goroutines") || !strings.Contains(body, `http_requests_total{code="401",method="POST",route="/login"} 1`) {
 		t.Fatalf("metrics: %d\n%s", status, body)
+	}
+}
+
+// A hash of another cost than BCRYPT_COST is re-hashed at BCRYPT_COST on
+// its next good login (and not on a bad one), so that every user's
+// comparison comes to cost what an unknown email's does.
+func TestRehashWhenTheCostChanged(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{cost: 5})
+	s.addUser(t, "old@example.com", "pw", false) // cost 4
+	cost := func() int {
+		t.Helper()
+		var pw string
+		db, _ := sql.Open("mysql", s.db.DSN())
+		defer db.Close()
+		if err := db.QueryRow("SELECT password FROM user WHERE email = 'old@example.com'").Scan(&pw); err != nil {
+			t.Fatal(err)
+		}
+		c, err := bcrypt.Cost([]byte(pw))
+		if err != nil {
+			t.Fatalf("stored %q: %v", pw, err)
+		}
+		return c
+	}
+	if status, _, _ := do(t, "POST", s.url+"/login", map[string]string{"Authorization": basic("old@example.com", "wrong")}); status != 401 {
+		t.Fatalf("wrong password: %d", status)
+	}
+	if c := cost(); c != 4 {
+		t.Fatalf("after a refused login the cost is %d, want 4 (unchanged)", c)
+	}
+	for i := range 2 {
+		if status, body, _ := do(t, "POST", s.url+"/login", map[string]string{"Authorization": basic("old@example.com", "pw")}); status != 200 {
+			t.Fatalf("login %d: %d %q", i, status, body)
+		}
+		if c := cost(); c != 5 {
+			t.Fatalf("after login %d the cost is %d, want 5", i, c)
+		}
 	}
 }

@@ -18,7 +18,12 @@ var (
 	ErrUnavailable = errors.New("user database unavailable")
 )
 
-// Password schemes stored in user.password_scheme.
+// ErrSchema means the database lacks what the server needs: the table, a
+// column, or the right to read it. Its text names what is missing.
+var ErrSchema = errors.New("user database not ready")
+
+// Password schemes stored in user.password_scheme. The column only
+// informs operators; Login tells a hash from plaintext by the value.
 const (
 	schemePlain  = "plain" // the original's rows: the password column is the password
 	schemeBcrypt = "bcrypt"
@@ -46,8 +51,9 @@ type Store struct {
 	timeout time.Duration
 }
 
-func (c MySQLConfig) dsn(withDB bool) string {
+func (c MySQLConfig) dsn(withDB, multiStatements bool) string {
 	mc := mysql.NewConfig()
+	mc.MultiStatements = multiStatements
 	mc.User, mc.Passwd = c.User, c.Password
 	mc.Net, mc.Addr = "tcp", net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
 	if withDB {
@@ -60,17 +66,15 @@ func (c MySQLConfig) dsn(withDB bool) string {
 	return mc.FormatDSN()
 }
 
-// OpenStore connects, creates the database if it is missing and the account
-// may, and brings the schema up to date. It does not wait for MySQL: callers
-// retry (see cmd/auth).
+// OpenStore connects and checks that the schema holds what the server
+// reads (see Migrate, which makes it so); it changes nothing, so an account
+// with SELECT (and UPDATE, for re-hashing) on the user table is enough. It
+// does not wait for MySQL: callers retry (see cmd/auth).
 func OpenStore(ctx context.Context, c MySQLConfig) (*Store, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 3 * time.Second
 	}
-	if err := ensureDatabase(ctx, c); err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("mysql", c.dsn(true))
+	db, err := sql.Open("mysql", c.dsn(true, false))
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
@@ -78,83 +82,36 @@ func OpenStore(ctx context.Context, c MySQLConfig) (*Store, error) {
 	db.SetMaxIdleConns(20)
 	db.SetConnMaxLifetime(5 * time.Minute)
 	s := &Store{db: db, timeout: c.Timeout}
-	if err := s.Migrate(ctx); err != nil {
+	if err := s.checkSchema(ctx, c); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// ensureDatabase creates the database when it is missing; an account without
-// the right to do so gets the original's behaviour (the operator creates it).
-func ensureDatabase(ctx context.Context, c MySQLConfig) error {
-	db, err := sql.Open("mysql", c.dsn(false))
-	if err != nil {
-		return fmt.Errorf("open mysql: %w", err)
-	}
-	defer db.Close()
+// checkSchema reads no row but every column the server uses, and turns
+// MySQL's refusal into a sentence naming what is missing.
+func (s *Store) checkSchema(ctx context.Context, c MySQLConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		return fmt.Errorf("connect to mysql %s:%d: %w", c.Host, c.Port, translate(err))
+	rows, err := s.db.QueryContext(ctx, "SELECT id, email, password, password_scheme, admin FROM `user` LIMIT 0")
+	if err == nil {
+		return rows.Close()
 	}
-	var n int
-	err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", c.DB).Scan(&n)
-	if err != nil || n > 0 {
-		return nil // let the real connection report problems
-	}
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(c.DB)); err != nil {
-		return fmt.Errorf("database %q does not exist and cannot be created: %w", c.DB, err)
-	}
-	return nil
-}
-
-func quoteIdent(s string) string {
-	out := []byte{'`'}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '`' {
-			out = append(out, '`')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '`'))
-}
-
-// Migrate creates the original's table if absent and adds this port's
-// columns; it never drops anything and is safe to run from several replicas
-// at once.
-func (s *Store) Migrate(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	const create = "CREATE TABLE IF NOT EXISTS `user` (" +
-		"id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, " +
-		"email VARCHAR(255) NOT NULL UNIQUE, " +
-		"password VARCHAR(255) NOT NULL, " +
-		"password_scheme VARCHAR(16) NOT NULL DEFAULT 'plain', " +
-		"admin BOOLEAN NOT NULL DEFAULT FALSE)"
-	if _, err := s.db.ExecContext(ctx, create); err != nil {
-		return fmt.Errorf("create table user: %w", translate(err))
-	}
-	columns := []struct{ name, ddl string }{
-		// Rows written by the original hold plaintext: the default says so.
-		{"password_scheme", "ALTER TABLE `user` ADD COLUMN password_scheme VARCHAR(16) NOT NULL DEFAULT 'plain'"},
-		{"admin", "ALTER TABLE `user` ADD COLUMN admin BOOLEAN NOT NULL DEFAULT FALSE"},
-	}
-	for _, col := range columns {
-		var n int
-		err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.COLUMNS "+
-			"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'user' AND COLUMN_NAME = ?", col.name).Scan(&n)
-		if err != nil {
-			return fmt.Errorf("inspect column %s: %w", col.name, translate(err))
-		}
-		if n > 0 {
-			continue
-		}
-		if _, err := s.db.ExecContext(ctx, col.ddl); err != nil && !isMySQLError(err, 1060) { // 1060: duplicate column (another replica won)
-			return fmt.Errorf("add column %s: %w", col.name, translate(err))
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1146: // no such table
+			return fmt.Errorf("%w: database %q has no table `user`: run `auth migrate` (with an account that may CREATE and ALTER)", ErrSchema, c.DB)
+		case 1054: // unknown column
+			return fmt.Errorf("%w: table `user` of database %q lacks this version's columns (%s): run `auth migrate` (with an account that may ALTER)",
+				ErrSchema, c.DB, me.Message)
+		case 1142, 1143: // command or column denied
+			return fmt.Errorf("%w: MySQL user %q may not read table `user` of %q (%s): GRANT SELECT, UPDATE ON %s.`user` TO it",
+				ErrSchema, c.User, c.DB, me.Message, quoteIdent(c.DB))
 		}
 	}
-	return nil
+	return fmt.Errorf("check schema: %w", translate(err))
 }
 
 // Close closes the pool.
@@ -184,18 +141,45 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (User, error) {
 	return u, nil
 }
 
-// UpgradePassword replaces a legacy plaintext password with a hash, only if
-// the row still holds that plaintext (a concurrent reset wins).
-func (s *Store) UpgradePassword(ctx context.Context, id int64, oldPlain, hash string) error {
+// UpgradePassword replaces a stored password (plaintext, or a hash of
+// another cost) with hash, only if the row still holds exactly old (a
+// concurrent reset wins; the comparison is binary, not the column's
+// case-insensitive collation).
+func (s *Store) UpgradePassword(ctx context.Context, id int64, old, hash string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	_, err := s.db.ExecContext(ctx,
-		"UPDATE `user` SET password = ?, password_scheme = ? WHERE id = ? AND password_scheme = ? AND password = ?",
-		hash, schemeBcrypt, id, schemePlain, oldPlain)
+		"UPDATE `user` SET password = ?, password_scheme = ? WHERE id = ? AND password = CAST(? AS BINARY)",
+		hash, schemeBcrypt, id, old)
 	if err != nil {
 		return fmt.Errorf("upgrade password of user %d: %w", id, translate(err))
 	}
 	return nil
+}
+
+// Users returns a page of users: those with id > after, at most limit, in
+// id order.
+func (s *Store) Users(ctx context.Context, after int64, limit int) ([]User, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT id, email, password, password_scheme, admin FROM `user` WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		if err := rows.Scan(&u.ID, &u.Email, &u.Password, &u.Scheme, &u.Admin); err != nil {
+			return nil, fmt.Errorf("list users: %w", translate(err))
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", translate(err))
+	}
+	return out, nil
 }
 
 // PutUser creates the user or resets its password and admin flag.
@@ -210,11 +194,6 @@ func (s *Store) PutUser(ctx context.Context, email, hash string, admin bool) err
 		return fmt.Errorf("put user: %w", translate(err))
 	}
 	return nil
-}
-
-func isMySQLError(err error, number uint16) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == number
 }
 
 // translate maps connection-level failures (refused, timed out, lost) to

@@ -18,8 +18,28 @@ import (
 	"mp3converter/internal/token"
 )
 
-// ErrUnavailable means auth did not answer in time or answered with a 5xx.
+// ErrUnavailable means auth could not be reached, did not answer in time,
+// or answered 503.
 var ErrUnavailable = errors.New("auth service unavailable")
+
+// ErrFailed means auth answered with a 5xx other than 503: it is up, but
+// failed the request (the original auth answers 500 when it crashes). The
+// errors that match it are *FailedError, with auth's status.
+var ErrFailed = errors.New("auth service failed")
+
+// FailedError is auth's answer with a 5xx status other than 503.
+type FailedError struct {
+	Path   string // "/login" or "/validate"
+	Status int
+	Body   string // the start of auth's body, for the log
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("%s: %s answered %d %q", ErrFailed, e.Path, e.Status, e.Body)
+}
+
+// Is makes errors.Is(err, ErrFailed) true.
+func (e *FailedError) Is(target error) bool { return target == ErrFailed }
 
 // Client calls auth at http://AUTH_SVC_ADDRESS.
 type Client struct {
@@ -72,20 +92,25 @@ func (c *Client) Login(ctx context.Context, authorization, clientAddr string) (R
 	if err != nil {
 		return Response{}, fmt.Errorf("%w: read login response: %w", ErrUnavailable, err)
 	}
-	if resp.StatusCode >= 500 {
-		return Response{}, fmt.Errorf("%w: login answered %d", ErrUnavailable, resp.StatusCode)
+	if err := serverError("/login", resp.StatusCode, body); err != nil {
+		return Response{}, err
 	}
 	return Response{Status: resp.StatusCode, Body: body, RetryAfter: resp.Header.Get("Retry-After")}, nil
 }
 
 // Validate asks auth whether the Authorization header holds a valid bearer
-// token. Auth's refusals (401, 403) come back as *httpx.StatusError with its
-// status and body, so the gateway passes them through unchanged.
+// token. A header without one (absent, another scheme, "Bearer" and
+// nothing else) is refused here with auth's 401 "missing credentials":
+// the original auth crashes on it. Auth is sent "Bearer <token>" with one
+// space, as the original auth parses it. Auth's refusals (401, 403) come
+// back as *httpx.StatusError with its status and body, so the gateway
+// passes them through unchanged.
 func (c *Client) Validate(ctx context.Context, authorization string) (token.Claims, error) {
-	if authorization == "" {
+	tok, ok := token.FromHeader(authorization)
+	if !ok {
 		return token.Claims{}, httpx.Status(http.StatusUnauthorized, "missing credentials")
 	}
-	resp, err := c.post(ctx, c.timeout, "/validate", authorization, "")
+	resp, err := c.post(ctx, c.timeout, "/validate", "Bearer "+tok, "")
 	if err != nil {
 		return token.Claims{}, err
 	}
@@ -103,14 +128,19 @@ func (c *Client) Validate(ctx context.Context, authorization string) (token.Clai
 		return claims, nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return token.Claims{}, httpx.Status(resp.StatusCode, string(body))
+	case resp.StatusCode >= 500:
+		return token.Claims{}, serverError("/validate", resp.StatusCode, body)
 	default:
 		return token.Claims{}, fmt.Errorf("%w: validate answered %d %q", ErrUnavailable, resp.StatusCode, truncate(body))
 	}
 }
 
-// Ready reports whether auth is up (its /healthz). Not its /readyz: that
-// fails while auth's MySQL is down, but validations, all the gateway needs
-// for uploads and downloads, go on without MySQL.
+// Ready reports whether auth is up: any answer to GET /healthz below 500
+// proves it. Go auth answers 200; the original auth has no /healthz and
+// answers 404, which proves as much. No answer in time, or a 5xx, is not
+// ready. Not auth's /readyz: that fails while auth's MySQL is down, but
+// validations, all the gateway needs for uploads and downloads, go on
+// without MySQL.
 func (c *Client) Ready(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/healthz", nil)
 	if err != nil {
@@ -121,9 +151,26 @@ func (c *Client) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 500 {
 		return fmt.Errorf("%w: healthz answered %d", ErrUnavailable, resp.StatusCode)
+	}
+	return nil
+}
+
+// serverError is what a 5xx from auth means: 503 (auth says it cannot
+// serve now, e.g. its MySQL is down) is ErrUnavailable; any other 5xx is
+// answered 502 with a sentence naming auth's status (so a client or an
+// operator can tell auth's own failure from an outage), its cause a
+// *FailedError with auth's body, for the log. Below 500 it is nil.
+func serverError(path string, status int, body []byte) error {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: %s answered %d %q", ErrUnavailable, path, status, truncate(body))
+	case status >= 500:
+		return &httpx.StatusError{Status: http.StatusBadGateway,
+			Body: fmt.Sprintf("auth service error (it answered %d)", status),
+			Err:  &FailedError{Path: path, Status: status, Body: truncate(body)}}
 	}
 	return nil
 }

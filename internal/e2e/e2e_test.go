@@ -107,6 +107,7 @@ func startSuiteWith(t *testing.T, opt suiteOptions) *suite {
 	for k, v := range opt.env {
 		s.env[k] = v
 	}
+	testenv.MigrateAuth(t, s.env) // as the manifests' init container does
 	s.auth = testenv.Start(t, "auth", testenv.Binary(t, "auth"), authPort, s.env)
 	s.gateway = testenv.Start(t, "gateway", testenv.Binary(t, "gateway"), gwPort, s.env)
 	for range max(opt.converters, 1) {

@@ -36,7 +36,11 @@ func BenchmarkGatewayVsRawGridFS(b *testing.B) {
 	ctx := context.Background()
 
 	db := testenv.MySQL(b)
-	store, err := auth.OpenStore(ctx, auth.MySQLConfig{Host: db.Host, Port: db.Port, User: db.User, Password: db.Password, DB: db.Name})
+	mc := auth.MySQLConfig{Host: db.Host, Port: db.Port, User: db.User, Password: db.Password, DB: db.Name}
+	if _, _, err := auth.Migrate(ctx, mc); err != nil {
+		b.Fatal(err)
+	}
+	store, err := auth.OpenStore(ctx, mc)
 	if err != nil {
 		b.Fatal(err)
 	}

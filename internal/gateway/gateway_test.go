@@ -62,7 +62,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 	// auth: the real handler over a fresh MySQL database.
 	db := testenv.MySQL(t)
-	store, err := auth.OpenStore(ctx, auth.MySQLConfig{Host: db.Host, Port: db.Port, User: db.User, Password: db.Password, DB: db.Name})
+	mc := auth.MySQLConfig{Host: db.Host, Port: db.Port, User: db.User, Password: db.Password, DB: db.Name}
+	if _, _, err := auth.Migrate(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	store, err := auth.OpenStore(ctx, mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 	}
 	tokens, _ := token.New("gateway-test-secret", time.Hour)
-	authn, _ := auth.NewAuthenticator(store, tokens, 4, log)
+	authn, _ := auth.NewAuthenticator(store, tokens, auth.PasswordOptions{Cost: 4}, log)
 	authSrv := httptest.NewServer(auth.NewServer(authn, tokens, httpx.NewOps(httpx.NewRegistry()), log,
 		auth.ServerOptions{RequestTimeout: 5 * time.Second, LoginRate: 1000, LoginBurst: 1000}))
 	t.Cleanup(authSrv.Close)
@@ -767,5 +771,93 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 	if r := request(t, "GET", e.url+"/metrics", "", "", nil); r.status != 200 || !strings.Contains(r.body, "go_goroutines") {
 		t.Fatalf("metrics %d", r.status)
+	}
+}
+
+// closedAddr is a host:port where nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// The gateway binary's /readyz works with either auth: any answer from
+// AUTH_SVC_ADDRESS proves auth is up (the original auth has no /healthz;
+// Flask answers 404), while no answer or a 5xx keeps the gateway unready.
+func TestReadyzWithEitherAuth(t *testing.T) {
+	t.Parallel()
+	mongoURI := testenv.Getenv(t, "MONGODB_URI")
+	amqpURL := testenv.RabbitMQ(t)
+	bin := testenv.Binary(t, "gateway")
+
+	peer := func(status int, contentType, body string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			w.WriteHeader(status)
+			io.WriteString(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://")
+	}
+	tokens, _ := token.New("readyz-test-secret", time.Hour)
+	log := slog.New(slog.DiscardHandler)
+	authn, err := auth.NewAuthenticator(nil, tokens, auth.PasswordOptions{Cost: 4}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goAuth := httptest.NewServer(auth.NewServer(authn, tokens, httpx.NewOps(httpx.NewRegistry()), log,
+		auth.ServerOptions{RequestTimeout: 5 * time.Second, LoginRate: 10, LoginBurst: 10}))
+	t.Cleanup(goAuth.Close)
+
+	for _, tc := range []struct {
+		name, authAddr string
+		ready          bool
+	}{
+		{"original auth, no /healthz", peer(404, "text/html; charset=utf-8",
+			"<!doctype html>\n<title>404 Not Found</title>\n<h1>Not Found</h1>"), true},
+		{"go auth", strings.TrimPrefix(goAuth.URL, "http://"), true},
+		{"auth down", closedAddr(t), false},
+		{"auth answering 500", peer(500, "text/html; charset=utf-8", "<h1>Internal Server Error</h1>"), false},
+		{"auth answering 503", peer(503, "text/plain", "service unavailable"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			gw := testenv.Start(t, "gateway", bin, testenv.FreePort(t), map[string]string{
+				"AUTH_SVC_ADDRESS": tc.authAddr, "MONGODB_URI": mongoURI, "RABBITMQ_URL": amqpURL,
+				"VIDEO_QUEUE": testenv.Queue(t, amqpURL, "video"), "MONGODB_VIDEOS_DB": testenv.Mongo(t).Name(),
+				"MONGODB_MP3S_DB": testenv.Mongo(t).Name(),
+			})
+			// Wait for the other dependencies, then judge auth's check alone.
+			var r result
+			var checks map[string]string
+			testenv.Eventually(t, 30*time.Second, "MongoDB and RabbitMQ to be ready", func() bool {
+				r = request(t, "GET", gw.URL()+"/readyz", "", "", nil)
+				var body struct {
+					Checks map[string]string `json:"checks"`
+				}
+				if err := json.Unmarshal([]byte(r.body), &body); err != nil {
+					t.Fatalf("/readyz: %d %q: %v", r.status, r.body, err)
+				}
+				checks = body.Checks
+				for name, state := range checks {
+					if name != "auth" && state != "ok" {
+						return false
+					}
+				}
+				return true
+			})
+			want, wantCheck := http.StatusServiceUnavailable, "unavailable"
+			if tc.ready {
+				want, wantCheck = http.StatusOK, "ok"
+			}
+			if r.status != want || checks["auth"] != wantCheck {
+				t.Fatalf("/readyz = %d %s, want %d with auth %q", r.status, r.body, want, wantCheck)
+			}
+		})
 	}
 }

@@ -37,7 +37,9 @@ const (
 // errStorage marks a failure of MongoDB (not of the client's input).
 var errStorage = errors.New("storage unavailable")
 
-// responder maps errors to what clients see, in one table.
+// responder maps errors to what clients see, in one table. (Auth's
+// refusals and failures arrive as *httpx.StatusError, with auth's status or
+// 502, and pass through.)
 var responder = httpx.Responder{Rules: []httpx.ErrorRule{
 	{Err: authclient.ErrUnavailable, Status: http.StatusServiceUnavailable, Body: "auth service unavailable, try again later"},
 	{Err: mq.ErrUnavailable, Status: http.StatusServiceUnavailable, Body: "could not queue the conversion, try again later"},
@@ -55,7 +57,9 @@ func claimsFrom(ctx context.Context) token.Claims {
 }
 
 // requireUser validates the bearer token with auth on every request, as the
-// original does; auth's 401/403 pass through unchanged.
+// original does; auth's 401/403 pass through unchanged. A request without
+// a token is refused with 401 "missing credentials" before auth is asked
+// (authclient.Client.Validate).
 func (s *Server) requireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, err := s.Auth.Validate(r.Context(), r.Header.Get("Authorization"))

@@ -80,6 +80,16 @@ func (p Proxies) trusts(a netip.Addr) bool {
 	return false
 }
 
+// Contains reports whether addr (an IP address as ClientAddr returns it) is
+// one of the peers. Unlike trust, an empty set contains nothing.
+func (p Proxies) Contains(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !p.set {
+		return false
+	}
+	return p.trusts(a.Unmap())
+}
+
 // ClientAddr is the address a request came from. From a trusted peer,
 // X-Forwarded-For is read from the right (each proxy appends the address
 // it saw) and the first address that is not a trusted proxy is the client;

@@ -190,3 +190,17 @@ func (p *Proc) RSS() (cur, peak int64) {
 	}
 	return cur, peak
 }
+
+// MigrateAuth runs `auth migrate` with env (the MYSQL_* variables), as the
+// manifests' init container does before the auth server starts.
+func MigrateAuth(t testing.TB, env map[string]string) {
+	t.Helper()
+	cmd := exec.Command(Binary(t, "auth"), "migrate")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("auth migrate: %v\n%s", err, out)
+	}
+}

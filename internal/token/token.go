@@ -11,6 +11,7 @@ package token
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -135,4 +136,16 @@ type jwtClaims struct {
 	Admin    bool   `json:"admin"`
 	Role     string `json:"role,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// FromHeader returns the token of an "Authorization: Bearer <token>"
+// header. No header, another scheme, or an empty token (nothing but spaces
+// after the scheme) count as missing.
+func FromHeader(header string) (string, bool) {
+	scheme, tok, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
 }

@@ -189,3 +189,29 @@ func decodeSeg(t *testing.T, seg string, v any) {
 		t.Fatal(err)
 	}
 }
+
+func TestFromHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, header, token string
+		ok                  bool
+	}{
+		{"token", "Bearer abc.def.ghi", "abc.def.ghi", true},
+		{"scheme in lower case", "bearer abc", "abc", true},
+		{"spaces around the token", "Bearer   abc  ", "abc", true},
+		{"no header", "", "", false},
+		{"scheme alone", "Bearer", "", false},
+		{"scheme and a space", "Bearer ", "", false},
+		{"scheme and spaces", "Bearer    ", "", false},
+		{"scheme and a tab", "Bearer \t", "", false},
+		{"basic", "Basic eDp5", "", false},
+		{"no space after the scheme", "Bearerabc", "", false},
+		{"token alone", "abc.def.ghi", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, ok := FromHeader(tc.header)
+			if tok != tc.token || ok != tc.ok {
+				t.Fatalf("FromHeader(%q) = %q, %v; want %q, %v", tc.header, tok, ok, tc.token, tc.ok)
+			}
+		})
+	}
+}

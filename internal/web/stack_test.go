@@ -55,6 +55,7 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 	}
 
 	authBin := testenv.Binary(t, "auth")
+	testenv.MigrateAuth(t, mysqlEnv)
 	add := exec.Command(authBin, "user", "add", "--email", s.email)
 	add.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range mysqlEnv {
