@@ -35,7 +35,7 @@ var responder = httpx.Responder{Rules: []httpx.ErrorRule{
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	if client := s.proxies.ClientAddr(r); !s.shared.Contains(client) {
-		if ok, wait := s.limit.allow(client, now); !ok {
+		if ok, wait := s.limit.allow(addrKey(client), now); !ok {
 			tooMany(w, wait)
 			return
 		}
