@@ -80,7 +80,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "converter", Metrics: mqMetrics})
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "converter", Metrics: mqMetrics,
+		// Declared at every connect, so that a consumer (the original's
+		// notification) finds MP3_QUEUE before the first conversion.
+		Declare: []string{opt.VideoQueue, mq.DeadLetterQueue(opt.VideoQueue), opt.MP3Queue}})
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "gateway", Metrics: mqMetrics})
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "gateway", Metrics: mqMetrics,
+		// Declared at every connect, so that a consumer (the original's
+		// converter) finds the queue before the first upload.
+		Declare: []string{cfg.VideoQueue}})
 	if err != nil {
 		return err
 	}

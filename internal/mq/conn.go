@@ -27,6 +27,14 @@ type Options struct {
 	PublishTimeout time.Duration
 	// ConnectionName is shown in the RabbitMQ management UI.
 	ConnectionName string
+	// Declare lists the queues to declare right after each connect, before
+	// the Conn reports ready: every queue the program publishes to or
+	// consumes (with a consumer's DeadLetterQueue), so that on a fresh
+	// broker, or one that replaced the old, the queues exist before any
+	// message is sent and another program (the original's consumers) can
+	// consume them. Each is declared as Publish does it (see Publish). A
+	// connection on which a declare fails is dropped and dialled again.
+	Declare []string
 	// Metrics, if not nil, receives the publish and consume counters.
 	Metrics *Metrics
 }
@@ -206,6 +214,13 @@ func (c *Conn) run() {
 	var downSince time.Time
 	for {
 		conn, err := c.dial()
+		var s *session
+		if err == nil {
+			s = &session{conn: conn, log: c.log, declared: map[string]bool{}}
+			if err = c.declareAll(s); err != nil {
+				_ = conn.Close()
+			}
+		}
 		if err != nil {
 			if c.stopped.Err() != nil {
 				return
@@ -218,7 +233,7 @@ func (c *Conn) run() {
 			if failures == 1 || failures%20 == 0 {
 				lvl = slog.LevelWarn
 			}
-			c.log.Log(context.Background(), lvl, "rabbitmq dial failed, retrying",
+			c.log.Log(context.Background(), lvl, "rabbitmq connect failed, retrying",
 				"err", err, "attempt", failures, "retry_in", backoff.String())
 			if !sleep(c.stopped, backoff) {
 				return
@@ -228,17 +243,16 @@ func (c *Conn) run() {
 		}
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
-		s := &session{conn: conn, log: c.log, declared: map[string]bool{}}
 		c.mu.Lock()
 		c.cur, c.lastErr = s, nil
 		close(c.ready)
 		c.mu.Unlock()
 		c.m.onConnected(true)
 		if downSince.IsZero() {
-			c.log.Info("rabbitmq connected")
+			c.log.Info("rabbitmq connected", "queues_declared", c.opt.Declare)
 		} else {
 			c.m.onReconnect()
-			c.log.Info("rabbitmq reconnected", "attempts", failures,
+			c.log.Info("rabbitmq reconnected", "queues_declared", c.opt.Declare, "attempts", failures,
 				"down_for", time.Since(downSince).Round(time.Millisecond).String())
 		}
 		failures, backoff = 0, c.opt.MinBackoff
@@ -309,6 +323,32 @@ func (c *Conn) dial() (*amqp.Connection, error) {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	return conn, nil
+}
+
+// declareAll declares Options.Declare on a new session, within
+// DialTimeout. On an error the caller closes the connection, which also
+// ends a declare left waiting for the broker.
+func (c *Conn) declareAll(s *session) error {
+	if len(c.opt.Declare) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.stopped, c.opt.DialTimeout)
+	defer cancel()
+	err := withCtx(ctx, func() error {
+		for _, q := range c.opt.Declare {
+			if q == "" {
+				continue
+			}
+			if err := s.declare(q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("declare queues %v: no answer within %s: %w", c.opt.Declare, c.opt.DialTimeout, err)
+	}
+	return err
 }
 
 // publisher returns the session's confirm-mode publishing channel, opening

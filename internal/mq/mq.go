@@ -5,7 +5,8 @@
 // Messages go through the default exchange with the queue name as routing
 // key, persistent, as the original Python services sent them. Queues are
 // declared by code when absent (durable, no arguments) and used as they are
-// when an operator created them beforehand.
+// when an operator created them beforehand: those of Options.Declare on
+// every connect, any other the first time it is used on a connection.
 //
 // Delivery is at least once: a message is acked only after the work it
 // triggered (or its retry copy, or its dead-letter copy) is safe, so a
