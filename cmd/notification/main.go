@@ -1,5 +1,6 @@
-// Command notification is the notification service: it consumes MP3_QUEUE
-// and emails each user when their MP3 is ready or the conversion failed.
+// Command notification is the notification service: it consumes MP3_QUEUE,
+// records each MP3's outcome in MongoDB (the job done, the MP3's owner) and
+// emails each user when their MP3 is ready or the conversion failed.
 // PORT (8082) serves /healthz, /readyz and /metrics only.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/logging"
+	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/notification"
 )
@@ -53,7 +55,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "port", cfg.Port, "mp3_queue", cfg.MP3Queue, "smtp_host", cfg.SMTP.Host,
+	log.Info("starting", "port", cfg.Port, "mp3_queue", cfg.MP3Queue, "mongodb_videos_db", cfg.VideosDB,
+		"mongodb_mp3s_db", cfg.MP3sDB, "smtp_host", cfg.SMTP.Host,
 		"smtp_port", cfg.SMTP.Port, "smtp_tls", cfg.SMTP.TLS, "smtp_username", cfg.SMTP.Username,
 		"smtp_password", cfg.SMTP.Password, "mail_from", cfg.MailFrom, "public_url", cfg.PublicURL,
 		"concurrency", cfg.Concurrency, "prefetch", cfg.Prefetch, "max_attempts", cfg.MaxAttempts)
@@ -72,6 +75,15 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "notification")
+	if err != nil {
+		return err
+	}
+	defer stores.Close()
+	recorder, err := notification.NewRecorder(stores.Jobs, stores.MP3s)
+	if err != nil {
+		return err
+	}
 	reg := httpx.NewRegistry()
 	mqMetrics, err := mq.NewMetrics(reg)
 	if err != nil {
@@ -81,22 +93,27 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := notification.New(sender, composer, notification.Options{
+	svc, err := notification.New(sender, composer, recorder, notification.Options{
 		Log: log, Metrics: metrics, MaxAttempts: cfg.MaxAttempts,
 	})
 	if err != nil {
 		return err
 	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "notification", Metrics: mqMetrics})
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "notification", Metrics: mqMetrics,
+		// Declared at every connect (as Consume does), so that a producer
+		// (the original's converter) finds the queue whatever starts first.
+		Declare: []string{cfg.MP3Queue, mq.DeadLetterQueue(cfg.MP3Queue)}})
 	if err != nil {
 		return err
 	}
 	defer broker.Close()
 
-	// Readiness is the broker only: probing Gmail on every /readyz would
-	// make the pod flap with Gmail's rate limits, and a failed send is
-	// retried anyway.
+	// Readiness is the broker and MongoDB (every success message is
+	// recorded there before its email), not SMTP: probing Gmail on every
+	// /readyz would make the pod flap with Gmail's rate limits, and a failed
+	// send is retried anyway.
 	ops := httpx.NewOps(reg)
+	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
 	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), httpx.OpsHandler(ops, log), httpx.ServerConfig{
 		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second,

@@ -690,7 +690,8 @@ func TestManifestsComponents(t *testing.T) {
 	if find(objs, "StatefulSet", "rabbitmq") < 0 {
 		t.Error("host-databases drops rabbitmq")
 	}
-	for cm, key := range map[string]string{"auth-configmap": "MYSQL_HOST", "gateway-configmap": "MONGODB_URI", "converter-configmap": "MONGODB_URI"} {
+	for cm, key := range map[string]string{"auth-configmap": "MYSQL_HOST", "gateway-configmap": "MONGODB_URI",
+		"converter-configmap": "MONGODB_URI", "notification-configmap": "MONGODB_URI"} {
 		if v := str(objs[find(objs, "ConfigMap", cm)], "data", key); !strings.Contains(v, "host.minikube.internal") {
 			t.Errorf("host-databases: %s %s = %q", cm, key, v)
 		}
@@ -763,8 +764,8 @@ func TestManifestsComponents(t *testing.T) {
 		"ingress gateway ns:ingress-nginx>gateway 8080",
 		"egress gateway gateway>auth 5000", "ingress auth gateway>auth 5000",
 		"egress auth auth>mysql 3306", "ingress mysql auth>mysql 3306",
-		"egress gateway gateway>mongodb 27017", "egress converter converter>mongodb 27017",
-		"ingress mongodb gateway>mongodb 27017", "ingress mongodb converter>mongodb 27017",
+		"egress gateway gateway>mongodb 27017", "egress converter converter>mongodb 27017", "egress notification notification>mongodb 27017",
+		"ingress mongodb gateway>mongodb 27017", "ingress mongodb converter>mongodb 27017", "ingress mongodb notification>mongodb 27017",
 		"egress gateway gateway>rabbitmq 5672", "egress converter converter>rabbitmq 5672", "egress notification notification>rabbitmq 5672",
 		"ingress rabbitmq gateway>rabbitmq 5672", "ingress rabbitmq converter>rabbitmq 5672", "ingress rabbitmq notification>rabbitmq 5672",
 		"ingress rabbitmq ns:ingress-nginx>rabbitmq 15672",
@@ -927,5 +928,52 @@ func TestProbePathsServed(t *testing.T) {
 				t.Errorf("%s: GET %s = %d, want 200", name, path, rec.Code)
 			}
 		}
+	}
+}
+
+// TestServicesShareMongoDB checks that the services that keep data in
+// MongoDB (the gateway, the converter and, for the job records and the MP3s'
+// owners, the notification service) all reach the same server and databases,
+// in the base and in every component set, defaults included.
+func TestServicesShareMongoDB(t *testing.T) {
+	specs := loadSpecs(t)
+	vars := []string{"MONGODB_URI", "MONGODB_VIDEOS_DB", "MONGODB_MP3S_DB"}
+	for _, comps := range componentSets {
+		name := setName(comps)
+		t.Run(name, func(t *testing.T) {
+			objs := renderSet(t, comps)
+			c := &checker{objs: objs}
+			effective := func(svc string) map[string]string {
+				d := find(objs, "Deployment", svc)
+				if d < 0 {
+					t.Fatalf("Deployment/%s not rendered", svc)
+				}
+				env := c.podEnv(listAt(objs[d], "spec", "template", "spec", "containers")[0].(map[string]any))
+				out := map[string]string{}
+				for _, v := range vars {
+					spec, ok := specs[svc][v]
+					if !ok {
+						t.Errorf("%s does not read %s", svc, v)
+						continue
+					}
+					val, set := env[v]
+					if !set {
+						val = spec.def
+					}
+					out[v] = val
+				}
+				return out
+			}
+			want := effective("gateway")
+			for _, svc := range []string{"converter", "notification"} {
+				got := effective(svc)
+				for _, v := range vars {
+					if got[v] == want[v] {
+						continue
+					}
+					t.Errorf("%s %s = %q, gateway's = %q", svc, v, got[v], want[v])
+				}
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -184,6 +185,49 @@ func (b *Bucket) Find(ctx context.Context, filter any) ([]FileInfo, error) {
 		return nil, fmt.Errorf("find files: %w", err)
 	}
 	return out, nil
+}
+
+// SetMetadataIfAbsent sets metadata.<key> of file id to value unless the
+// file's metadata has a non-null key already (never overwritten), and
+// reports whether it wrote. A file with no metadata at all (as the original's
+// pymongo fs.put stores it) gets a metadata document {key: value}. A missing
+// file gives ErrNotFound. key must be a plain field name.
+func (b *Bucket) SetMetadataIfAbsent(ctx context.Context, id bson.ObjectID, key string, value any) (bool, error) {
+	if key == "" || strings.ContainsAny(key, ".$") {
+		return false, fmt.Errorf("set metadata %q of %s: invalid key", key, id.Hex())
+	}
+	absent := func(field string) bson.E {
+		return bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: field, Value: bson.D{{Key: "$exists", Value: false}}}},
+			bson.D{{Key: field, Value: nil}},
+		}}
+	}
+	// No metadata (or null): a "metadata.<key>" $set cannot create a field
+	// inside null, so the document is set whole.
+	res, err := b.files.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, absent("metadata")},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "metadata", Value: bson.D{{Key: key, Value: value}}}}}})
+	if err != nil {
+		return false, fmt.Errorf("set metadata %s of %s: %w", key, id.Hex(), err)
+	}
+	if res.MatchedCount > 0 {
+		return true, nil
+	}
+	res, err = b.files.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, absent("metadata." + key)},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "metadata." + key, Value: value}}}})
+	if err != nil {
+		return false, fmt.Errorf("set metadata %s of %s: %w", key, id.Hex(), err)
+	}
+	if res.MatchedCount > 0 {
+		return true, nil
+	}
+	n, err := b.files.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return false, fmt.Errorf("set metadata %s of %s: %w", key, id.Hex(), err)
+	}
+	if n == 0 {
+		return false, fmt.Errorf("set metadata %s of %s: %w", key, id.Hex(), ErrNotFound)
+	}
+	return false, nil
 }
 
 // Delete removes the files document, then the chunks, of id. A missing files

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -565,5 +566,67 @@ func TestFailedUploadCleanedUpAfterOutage(t *testing.T) {
 			t.Fatalf("%d files, %d chunks still there a minute after the server came back", f, c)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// SetMetadataIfAbsent gives a file a metadata field it lacks, whatever shape
+// its files document has (pymongo's fs.put writes no metadata at all), and
+// never overwrites one that is there.
+func TestSetMetadataIfAbsent(t *testing.T) {
+	t.Parallel()
+	b, db := newBucket(t)
+	ctx := testCtx(t)
+	cases := []struct {
+		name    string
+		meta    any // the files document's metadata; absent when omitted
+		omit    bool
+		wantSet bool
+		want    bson.M // metadata afterwards
+	}{
+		{name: "no metadata field (pymongo fs.put)", omit: true, wantSet: true, want: bson.M{"owner": "a@example.com"}},
+		{name: "metadata null", meta: nil, wantSet: true, want: bson.M{"owner": "a@example.com"}},
+		{name: "metadata without the key", meta: bson.M{"filename": "x.mp3"}, wantSet: true,
+			want: bson.M{"filename": "x.mp3", "owner": "a@example.com"}},
+		{name: "key null", meta: bson.M{"owner": nil}, wantSet: true, want: bson.M{"owner": "a@example.com"}},
+		{name: "key set: kept", meta: bson.M{"owner": "c@example.com", "video_fid": "v"}, wantSet: false,
+			want: bson.M{"owner": "c@example.com", "video_fid": "v"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := bson.NewObjectID()
+			doc := bson.D{{Key: "_id", Value: id}, {Key: "chunkSize", Value: int32(cs)}, {Key: "length", Value: int64(0)},
+				{Key: "uploadDate", Value: time.Now()}}
+			if !c.omit {
+				doc = append(doc, bson.E{Key: "metadata", Value: c.meta})
+			}
+			if _, err := db.Collection("fs.files").InsertOne(ctx, doc); err != nil {
+				t.Fatal(err)
+			}
+			set, err := b.SetMetadataIfAbsent(ctx, id, "owner", "a@example.com")
+			if err != nil || set != c.wantSet {
+				t.Fatalf("SetMetadataIfAbsent = %v, %v; want %v, nil", set, err, c.wantSet)
+			}
+			// Again: there now, so nothing is written.
+			if set, err := b.SetMetadataIfAbsent(ctx, id, "owner", "b@example.com"); err != nil || set {
+				t.Fatalf("SetMetadataIfAbsent again = %v, %v; want false, nil", set, err)
+			}
+			var got struct {
+				Metadata bson.M `bson:"metadata"`
+			}
+			if err := db.Collection("fs.files").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Metadata, c.want) { // not Sprint: bson.M prints in map order
+				t.Errorf("metadata = %v, want %v", got.Metadata, c.want)
+			}
+		})
+	}
+	if _, err := b.SetMetadataIfAbsent(ctx, bson.NewObjectID(), "owner", "a@example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing file: %v, want ErrNotFound", err)
+	}
+	for _, key := range []string{"", "a.b", "$set"} {
+		if _, err := b.SetMetadataIfAbsent(ctx, bson.NewObjectID(), key, "x"); err == nil {
+			t.Errorf("key %q accepted", key)
+		}
 	}
 }

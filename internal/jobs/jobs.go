@@ -175,6 +175,19 @@ func (s *Store) Done(ctx context.Context, id, mp3FID string) error {
 		bson.D{{Key: "status", Value: Done}, {Key: "progress", Value: 100}, {Key: "mp3_fid", Value: mp3FID}, {Key: "error", Value: ""}})
 }
 
+// Finish marks the job done with its MP3's file ID unless it is done with
+// that MP3 already, in which case nothing is written (updated_at is kept).
+// The notification service records this way the MP3s that the original
+// converter announces; like Done, it overrides any other state.
+func (s *Store) Finish(ctx context.Context, id, mp3FID string) error {
+	return s.update(ctx, "finish", id,
+		bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "status", Value: bson.D{{Key: "$ne", Value: Done}}}},
+			bson.D{{Key: "mp3_fid", Value: bson.D{{Key: "$ne", Value: mp3FID}}}},
+		}}},
+		bson.D{{Key: "status", Value: Done}, {Key: "progress", Value: 100}, {Key: "mp3_fid", Value: mp3FID}, {Key: "error", Value: ""}})
+}
+
 // Failed marks the job failed with reason, unless it is done.
 func (s *Store) Failed(ctx context.Context, id, reason string) error {
 	return s.update(ctx, "fail", id,

@@ -204,6 +204,63 @@ func TestTransitions(t *testing.T) {
 	})
 }
 
+// Finish marks a job done with an MP3 unless it is done with that MP3
+// already: a repeat writes nothing (updated_at stays).
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	clock := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	s.now = func() time.Time { clock = clock.Add(time.Second); return clock }
+	m1, m2 := bson.NewObjectID().Hex(), bson.NewObjectID().Hex()
+	get := func(id string) Job {
+		t.Helper()
+		j, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	is := func(j Job, mp3 string) bool {
+		return j.Status == Done && j.Progress == 100 && j.Error == "" && j.MP3FID != nil && *j.MP3FID == mp3
+	}
+	for _, before := range []string{"queued", "converting", "failed", "done with another mp3"} {
+		t.Run("from "+before, func(t *testing.T) {
+			j := newJob("alice@example.com", time.Time{})
+			if err := s.Create(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			switch before {
+			case "converting":
+				err = s.Progress(ctx, j.ID, 40)
+			case "failed":
+				err = s.Failed(ctx, j.ID, "no audio track")
+			case "done with another mp3":
+				err = s.Done(ctx, j.ID, m2)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Finish(ctx, j.ID, m1); err != nil {
+				t.Fatalf("Finish: %v", err)
+			}
+			done := get(j.ID)
+			if !is(done, m1) {
+				t.Fatalf("after Finish: %+v, want done with %s", done, m1)
+			}
+			if err := s.Finish(ctx, j.ID, m1); err != nil {
+				t.Fatalf("Finish again: %v", err)
+			}
+			if again := get(j.ID); !is(again, m1) || !again.UpdatedAt.Equal(done.UpdatedAt) {
+				t.Errorf("Finish again wrote: updated_at %v → %v (%+v)", done.UpdatedAt, again.UpdatedAt, again)
+			}
+		})
+	}
+	if err := s.Finish(ctx, bson.NewObjectID().Hex(), m1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Finish of a missing job: %v, want ErrNotFound", err)
+	}
+}
+
 func TestJSON(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)

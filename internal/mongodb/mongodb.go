@@ -1,4 +1,4 @@
-// Package mongodb opens what the gateway and the converter keep in MongoDB:
+// Package mongodb opens what the services keep in MongoDB:
 // one client, the GridFS buckets of the videos and of the MP3s (the
 // original's databases "videos" and "mp3s") and the job records, which live
 // beside the videos.

@@ -24,6 +24,14 @@ type Config struct {
 	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
 	MP3Queue    string        `env:"MP3_QUEUE" envDefault:"mp3"`
 
+	// MongoDB, where each MP3 message's outcome is recorded before the
+	// email goes out (see Recorder): the job marked done, the MP3 given its
+	// owner. The same names and defaults as the gateway's and the
+	// converter's.
+	MongoURI config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
+	VideosDB string        `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
+	MP3sDB   string        `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+
 	SMTP SMTPConfig
 
 	// MailFrom is the sender (From header and envelope), an address with an
@@ -93,6 +101,15 @@ func (c *Config) Validate() error {
 	}
 	if strings.TrimSpace(c.MP3Queue) == "" {
 		bad("MP3_QUEUE is empty")
+	}
+	if strings.TrimSpace(c.MongoURI.Reveal()) == "" {
+		bad("MONGODB_URI is empty")
+	}
+	if strings.TrimSpace(c.VideosDB) == "" {
+		bad("MONGODB_VIDEOS_DB is empty")
+	}
+	if strings.TrimSpace(c.MP3sDB) == "" {
+		bad("MONGODB_MP3S_DB is empty")
 	}
 	if err := c.SMTP.validate(); err != nil {
 		errs = append(errs, err)

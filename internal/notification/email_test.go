@@ -42,6 +42,10 @@ func TestConfig(t *testing.T) {
 				if c.Port != 8082 || c.MP3Queue != "mp3" {
 					t.Errorf("Port, MP3Queue = %d, %q; want 8082, mp3", c.Port, c.MP3Queue)
 				}
+				// The gateway's and the converter's names and defaults.
+				if c.MongoURI.Reveal() != "mongodb://mongodb:27017" || c.VideosDB != "videos" || c.MP3sDB != "mp3s" {
+					t.Errorf("MongoDB = %q %q %q, want mongodb://mongodb:27017 videos mp3s", c.MongoURI.Reveal(), c.VideosDB, c.MP3sDB)
+				}
 				if got := fmt.Sprint(s.Password); strings.Contains(got, "app-password") {
 					t.Errorf("password prints as %q", got)
 				}
@@ -88,6 +92,21 @@ func TestConfig(t *testing.T) {
 		{name: "bad PUBLIC_URL", env: map[string]string{"MAIL_FROM": "a@example.com", "PUBLIC_URL": "mp3.example.com"}, wantErr: "PUBLIC_URL"},
 		{name: "bad SMTP_PORT", env: map[string]string{"MAIL_FROM": "a@example.com", "SMTP_PORT": "70000"}, wantErr: "SMTP_PORT"},
 		{name: "bad CONCURRENCY", env: map[string]string{"MAIL_FROM": "a@example.com", "CONCURRENCY": "0"}, wantErr: "CONCURRENCY"},
+		{
+			name: "MongoDB settings",
+			env: map[string]string{"MAIL_FROM": "a@example.com", "MONGODB_URI": "mongodb://u:secret@db:27017/?authSource=admin",
+				"MONGODB_VIDEOS_DB": "v2", "MONGODB_MP3S_DB": "m2"},
+			check: func(t *testing.T, c notification.Config) {
+				if c.MongoURI.Reveal() != "mongodb://u:secret@db:27017/?authSource=admin" || c.VideosDB != "v2" || c.MP3sDB != "m2" {
+					t.Errorf("MongoDB = %q %q %q", c.MongoURI.Reveal(), c.VideosDB, c.MP3sDB)
+				}
+				if got := fmt.Sprint(c.MongoURI); strings.Contains(got, "secret") {
+					t.Errorf("MONGODB_URI prints as %q", got)
+				}
+			},
+		},
+		{name: "empty MONGODB_URI", env: map[string]string{"MAIL_FROM": "a@example.com", "MONGODB_URI": " "}, wantErr: "MONGODB_URI"},
+		{name: "empty MONGODB_MP3S_DB", env: map[string]string{"MAIL_FROM": "a@example.com", "MONGODB_MP3S_DB": " "}, wantErr: "MONGODB_MP3S_DB"},
 		{name: "missing SMTP_CA_FILE", env: map[string]string{"MAIL_FROM": "a@example.com", "SMTP_CA_FILE": "/nonexistent/ca.pem"}, wantErr: "SMTP_CA_FILE"},
 	}
 	for _, tt := range tests {

@@ -20,8 +20,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/gridfs"
+	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/notification"
@@ -35,17 +38,23 @@ const (
 )
 
 // stack is one notification service consuming a private queue, as
-// cmd/notification wires it, with the SMTP settings a test gives.
+// cmd/notification wires it, with the SMTP settings a test gives, recording
+// into private MongoDB databases (videos: the jobs; mp3s: the MP3s).
 type stack struct {
 	t     *testing.T
 	queue string
 	conn  *mq.Conn
 	reg   *prometheus.Registry
 	logs  *testenv.Buffer
+
+	videosDB, mp3sDB *mongo.Database // reached directly, not through mongoProxy
+	jobs             *jobs.Store
+	mongoProxy       *testenv.Proxy // between the service and MongoDB when stackOptions.mongoProxy
 }
 
 type stackOptions struct {
-	maxAttempts int // [3]
+	maxAttempts int  // [3]
+	mongoProxy  bool // the service reaches MongoDB through a testenv.Proxy
 }
 
 // plainSMTP is the shared Mailpit without TLS or auth.
@@ -78,7 +87,28 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := notification.New(sender, composer, notification.Options{Log: log, Metrics: nm, MaxAttempts: opt.maxAttempts})
+	st := &stack{t: t, queue: queue, reg: reg, logs: logs, videosDB: testenv.Mongo(t), mp3sDB: testenv.Mongo(t)}
+	if st.jobs, err = jobs.NewStore(st.videosDB); err != nil {
+		t.Fatal(err)
+	}
+	// The service's own view of the databases, as mongodb.Open gives it.
+	svcVideos, svcMP3s := st.videosDB, st.mp3sDB
+	if opt.mongoProxy {
+		svcVideos, svcMP3s, st.mongoProxy = throughProxy(t, st.videosDB, st.mp3sDB)
+	}
+	jobStore, err := jobs.NewStore(svcVideos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp3s, err := gridfs.NewBucket(svcMP3s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := notification.NewRecorder(jobStore, mp3s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := notification.New(sender, composer, rec, notification.Options{Log: log, Metrics: nm, MaxAttempts: opt.maxAttempts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +120,7 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 		t.Fatalf("dial rabbitmq: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	st.conn = conn
 
 	cctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -111,7 +142,7 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 			t.Error("Consume did not return within 20s of cancellation")
 		}
 	})
-	return &stack{t: t, queue: queue, conn: conn, reg: reg, logs: logs}
+	return st
 }
 
 func (s *stack) publish(body []byte) {

@@ -1,8 +1,10 @@
 // Package notification is the notification service: a competing consumer
 // on MP3_QUEUE that emails each user when their MP3 is ready (or when the
-// conversion failed), through any SMTP server (Gmail by default).
+// conversion failed), through any SMTP server (Gmail by default). Before
+// emailing it records the outcome in MongoDB (see Recorder), for the MP3s
+// that the original converter stores without a job update or an owner.
 //
-// Transient failures (the SMTP server unreachable, a 4xx reply) are
+// Transient failures (MongoDB or the SMTP server unreachable, a 4xx reply) are
 // retried by internal/mq with backoff and dead-lettered after a bounded
 // number of attempts; permanent ones (a 5xx reply, an invalid recipient, a
 // malformed message) are logged, counted and acked, never looped.
@@ -73,27 +75,30 @@ type Options struct {
 type Service struct {
 	send    Sender
 	compose *Composer
+	rec     *Recorder
 	log     *slog.Logger
 	m       *Metrics
 	max     int
 }
 
-// New returns a Service that composes with c and sends with s.
-func New(s Sender, c *Composer, opt Options) (*Service, error) {
-	if s == nil || c == nil {
-		return nil, errors.New("notification: nil sender or composer")
+// New returns a Service that records with r, composes with c and sends
+// with s.
+func New(s Sender, c *Composer, r *Recorder, opt Options) (*Service, error) {
+	if s == nil || c == nil || r == nil {
+		return nil, errors.New("notification: nil sender, composer or recorder")
 	}
 	if opt.Log == nil {
 		return nil, errors.New("notification: nil logger")
 	}
-	return &Service{send: s, compose: c, log: opt.Log, m: opt.Metrics, max: opt.MaxAttempts}, nil
+	return &Service{send: s, compose: c, rec: r, log: opt.Log, m: opt.Metrics, max: opt.MaxAttempts}, nil
 }
 
-// Handle is the mq.Handler: it emails the user named in the message. It
-// returns nil once the SMTP server accepted the email, an error wrapping
-// mq.ErrPermanent when the message can never be sent (malformed, invalid
-// recipient or filename, a 5xx reply), and any other error when sending may
-// work later.
+// Handle is the mq.Handler: it records the outcome (Recorder.Record), then
+// emails the user named in the message. It returns nil once the SMTP server
+// accepted the email, an error wrapping mq.ErrPermanent when the message
+// can never be sent (malformed, invalid recipient or filename, a 5xx reply),
+// and any other error when recording or sending may work later: nothing is
+// emailed before the outcome is recorded.
 func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	log := s.log.With("message_id", d.MessageID, "attempt", d.Attempt)
 	m, err := message.Decode(d.Body)
@@ -106,6 +111,10 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	if m.MP3FID != nil {
 		log = log.With("mp3_fid", *m.MP3FID)
 	}
+	if err := s.rec.Record(ctx, log, m); err != nil {
+		s.transient(log, d, "recording the outcome failed", err)
+		return err
+	}
 	e, err := s.compose.Compose(m)
 	if err != nil {
 		s.m.inc(ResultFailed)
@@ -114,21 +123,27 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	}
 	log = log.With("to", e.To, "subject", e.Subject)
 	if err := s.send.Send(ctx, e); err != nil {
-		switch {
-		case errors.Is(err, ErrRejected):
+		if errors.Is(err, ErrRejected) {
 			s.m.inc(ResultFailed)
 			log.Error("email rejected, not retrying", "err", err)
 			return fmt.Errorf("%w: %w", mq.ErrPermanent, err)
-		case s.max > 0 && d.Attempt >= s.max:
-			s.m.inc(ResultFailed)
-			log.Error("sending failed on the last attempt, dead-lettering", "err", err)
-		default:
-			s.m.inc(ResultRetried)
-			log.Warn("sending failed, will retry", "err", err)
 		}
+		s.transient(log, d, "sending failed", err)
 		return err
 	}
 	s.m.inc(ResultSent)
 	log.Info("email sent")
 	return nil
+}
+
+// transient counts and logs a failure that internal/mq retries (or, on the
+// last attempt, dead-letters).
+func (s *Service) transient(log *slog.Logger, d mq.Delivery, what string, err error) {
+	if s.max > 0 && d.Attempt >= s.max {
+		s.m.inc(ResultFailed)
+		log.Error(what+" on the last attempt, dead-lettering", "err", err)
+		return
+	}
+	s.m.inc(ResultRetried)
+	log.Warn(what+", will retry", "err", err)
 }
