@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The local stack for `make test` and `make run`: the real servers the services
-# talk to (see ARCHITECTURE.md, "Real components").
+# talk to (README.md, "The two commands").
 #
-#   deploy/stack.sh up     ensure MariaDB, RabbitMQ, PostgreSQL and ffmpeg (installing
-#                          Debian packages when missing), build FerretDB and Mailpit
+#   deploy/stack.sh up     ensure MariaDB, RabbitMQ, PostgreSQL, ffmpeg and the original's
+#                          libraries for Debian's /usr/bin/python3 (pymongo, gridfs, pika,
+#                          PyJWT: see ensure_python_peers), installing Debian packages
+#                          when missing; build FerretDB and Mailpit
 #                          (with its web UI: see build_mailpit) from deploy/tools
 #                          when stale, start them, write $RUN/env
 #                          (restarting FerretDB/Mailpit when their binary was rebuilt)
@@ -227,6 +229,20 @@ ensure_ffmpeg() {
 	if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then apt_install ffmpeg; fi
 	FFMPEG_PATH=$(command -v ffmpeg) FFPROBE_PATH=$(command -v ffprobe)
 	note ffmpeg "$FFMPEG_PATH"
+}
+
+# ---------------------------------------------------------------- the original's Python libraries
+
+# The tests that play the original's services (internal/e2e/testdata/original)
+# run Debian's /usr/bin/python3 (not a python3 earlier on PATH) with the
+# libraries the original uses: pymongo with gridfs, pika, PyJWT.
+python_peers_ok() { /usr/bin/python3 -E -s -c 'import pymongo, gridfs, pika, jwt' >/dev/null 2>&1; }
+
+ensure_python_peers() {
+	if ! python_peers_ok; then apt_install python3 python3-pymongo python3-gridfs python3-pika python3-jwt; fi
+	python_peers_ok || die "/usr/bin/python3 cannot import pymongo, gridfs, pika and jwt after installing them"
+	note python "$(/usr/bin/python3 -E -s -c 'import pymongo, pika, jwt; print("/usr/bin/python3 with pymongo",
+		pymongo.version, "pika", pika.__version__, "PyJWT", jwt.__version__)')"
 }
 
 # ---------------------------------------------------------------- pinned tools
@@ -531,6 +547,7 @@ cmd_up() {
 	ensure_rabbitmq
 	ensure_postgres
 	ensure_ffmpeg
+	ensure_python_peers
 	ensure_chromium
 	build_tools
 	ensure_ferretdb

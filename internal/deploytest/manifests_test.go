@@ -779,7 +779,7 @@ func TestManifestsComponents(t *testing.T) {
 		delete(got, w)
 	}
 	for g := range got {
-		t.Errorf("network policies allow a flow not in ARCHITECTURE.md: %q", g)
+		t.Errorf("network policies allow a flow the suite does not use: %q", g)
 	}
 }
 
