@@ -338,7 +338,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fid + ".mp3"}))
 	w.Header().Set("Cache-Control", "private, no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	src := &seeker{ctx: ctx, store: s.MP3s, id: id, size: info.Length}
+	src := &seeker{ctx: ctx, store: s.MP3s, id: id, size: info.Length, ranges: planRanges(r, info.Length)}
 	defer src.Close()
 	http.ServeContent(&idleWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: s.opt.DownloadIdleTimeout}, r, "", info.UploadDate, src)
 }
@@ -373,14 +373,16 @@ func ownerOf(info gridfs.FileInfo) string {
 }
 
 // seeker gives http.ServeContent (Range requests) a ReadSeeker over a GridFS
-// file: it opens the stream lazily at the position last sought.
+// file: it opens the stream lazily at the position last sought, reading to
+// the end of the range that starts there (see planRanges), or of the file.
 type seeker struct {
-	ctx   context.Context
-	store mp3Store
-	id    bson.ObjectID
-	size  int64
-	pos   int64
-	rc    io.ReadCloser
+	ctx    context.Context
+	store  mp3Store
+	id     bson.ObjectID
+	size   int64
+	ranges []byteRange
+	pos    int64
+	rc     io.ReadCloser
 }
 
 func (s *seeker) Seek(offset int64, whence int) (int64, error) {
@@ -409,7 +411,14 @@ func (s *seeker) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if s.rc == nil {
-		rc, _, err := s.store.Open(s.ctx, s.id, s.pos)
+		length := int64(-1)
+		for _, rg := range s.ranges {
+			if rg.start == s.pos {
+				length = rg.end - rg.start
+				break
+			}
+		}
+		rc, _, err := s.store.OpenRange(s.ctx, s.id, s.pos, length)
 		if err != nil {
 			return 0, err
 		}

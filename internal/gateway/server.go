@@ -33,7 +33,7 @@ type (
 	}
 	mp3Store interface {
 		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
-		Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, gridfs.FileInfo, error)
+		OpenRange(ctx context.Context, id bson.ObjectID, offset, length int64) (io.ReadCloser, gridfs.FileInfo, error)
 	}
 	jobStore interface {
 		Create(ctx context.Context, j jobs.Job) error

@@ -22,6 +22,13 @@ import (
 // not be in order, the reader continues with sorted queries of a few chunks
 // each. A missing or mis-sized chunk is ErrCorrupt.
 func (b *Bucket) Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, FileInfo, error) {
+	return b.OpenRange(ctx, id, offset, -1)
+}
+
+// OpenRange is Open for the length bytes from offset (length < 0: to the
+// end of the file): it asks the server for the chunks that hold them and no
+// others, so a short range costs a chunk or two, not a batch of ≈4 MiB.
+func (b *Bucket) OpenRange(ctx context.Context, id bson.ObjectID, offset, length int64) (io.ReadCloser, FileInfo, error) {
 	info, err := b.Stat(ctx, id)
 	if err != nil {
 		return nil, FileInfo{}, fmt.Errorf("open: %w", err)
@@ -32,14 +39,18 @@ func (b *Bucket) Open(ctx context.Context, id bson.ObjectID, offset int64) (io.R
 	if info.ChunkSize <= 0 && info.Length > 0 {
 		return nil, FileInfo{}, fmt.Errorf("open %s: %w: chunk size %d", id.Hex(), ErrCorrupt, info.ChunkSize)
 	}
-	r := &reader{ctx: ctx, chunks: b.chunks, info: info, total: info.chunks()}
-	if offset == info.Length {
-		r.next = r.total
+	if length < 0 || length > info.Length-offset {
+		length = info.Length - offset
+	}
+	r := &reader{ctx: ctx, chunks: b.chunks, info: info, total: info.chunks(), left: length}
+	if length == 0 {
+		r.next, r.stop = r.total, r.total
 	} else {
 		r.next = offset / int64(info.ChunkSize)
 		r.skip = int(offset % int64(info.ChunkSize))
+		r.stop = (offset+length-1)/int64(info.ChunkSize) + 1
 	}
-	r.batch = int32(max(1, batchBytes/int(max(1, info.ChunkSize))))
+	r.batch = int32(min(max(1, batchBytes/int(max(1, info.ChunkSize))), int(max(1, r.stop-r.next))))
 	return r, info, nil
 }
 
@@ -49,6 +60,8 @@ type reader struct {
 	chunks *mongo.Collection
 	info   FileInfo
 	total  int64 // chunks in the file
+	stop   int64 // n past the last chunk to read
+	left   int64 // bytes still to return
 	batch  int32 // cursor batch size, in chunks
 
 	next   int64  // n of the next chunk to load
@@ -61,11 +74,14 @@ type reader struct {
 }
 
 func (r *reader) Read(p []byte) (int, error) {
+	if r.left <= 0 && r.err == nil {
+		return 0, io.EOF
+	}
 	for len(r.buf) == 0 {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if r.next >= r.total {
+		if r.next >= r.stop || r.left <= 0 {
 			return 0, io.EOF
 		}
 		if err := r.load(); err != nil {
@@ -74,8 +90,12 @@ func (r *reader) Read(p []byte) (int, error) {
 			return 0, r.err
 		}
 	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
+	r.left -= int64(n)
 	return n, nil
 }
 
@@ -140,12 +160,15 @@ func (r *reader) open() error {
 	filter := bson.D{{Key: "files_id", Value: r.info.ID}}
 	var opts *options.FindOptionsBuilder
 	if !r.sorted {
-		if r.next > 0 {
+		switch {
+		case r.stop < r.total:
+			filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gte", Value: r.next}, {Key: "$lt", Value: r.stop}}})
+		case r.next > 0:
 			filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gte", Value: r.next}}})
 		}
 		opts = options.Find().SetBatchSize(r.batch)
 	} else {
-		r.end = min(r.next+fallbackRange, r.total)
+		r.end = min(r.next+fallbackRange, r.stop)
 		filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gte", Value: r.next}, {Key: "$lt", Value: r.end}}})
 		opts = options.Find().
 			SetSort(bson.D{{Key: "n", Value: 1}}).
