@@ -18,6 +18,7 @@ export MYSQL_DB=${MYSQL_DB:-auth}
 export MAIL_FROM=${MAIL_FROM:-mp3converter@localhost}
 AUTH_PORT=${AUTH_PORT:-5000}
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
+GATEWAY_OPS_PORT=${GATEWAY_OPS_PORT:-9080}
 CONVERTER_PORT=${CONVERTER_PORT:-8081}
 NOTIFICATION_PORT=${NOTIFICATION_PORT:-8082}
 DEMO_EMAIL=${DEMO_EMAIL:-demo@example.com}
@@ -58,7 +59,7 @@ printf '%s\n' "$DEMO_PASSWORD" | bin/auth user add --email "$DEMO_EMAIL" >/dev/n
 start auth "$AUTH_PORT" bin/auth
 export AUTH_SVC_ADDRESS=127.0.0.1:$AUTH_PORT
 export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$GATEWAY_PORT}
-start gateway "$GATEWAY_PORT" bin/gateway
+OPS_PORT=$GATEWAY_OPS_PORT start gateway "$GATEWAY_PORT" bin/gateway
 if [ -x bin/converter ]; then start converter "$CONVERTER_PORT" bin/converter; fi
 if [ -x bin/notification ]; then start notification "$NOTIFICATION_PORT" bin/notification; fi
 
@@ -69,6 +70,7 @@ The suite is up: ${names[*]} (logs in $logs/).
   gateway:        $gw
   demo user:      $DEMO_EMAIL / $DEMO_PASSWORD
   Mailpit inbox:  $MAILPIT_URL
+  gateway ops:    http://127.0.0.1:$GATEWAY_OPS_PORT/readyz, /metrics
 
 Log in (keeps the JWT in \$TOKEN):
   TOKEN=\$(curl -s -X POST -u '$DEMO_EMAIL:$DEMO_PASSWORD' $gw/login)

@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"mp3converter/internal/authclient"
 	"mp3converter/internal/config"
@@ -49,7 +51,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "port", cfg.Port, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
+	log.Info("starting", "port", cfg.Port, "ops_port", cfg.OpsPort, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
 		"max_upload_bytes", cfg.MaxUploadBytes)
 
 	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout, cfg.AuthLoginTimeout)
@@ -86,11 +88,37 @@ func run(ctx context.Context, args []string) error {
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
 		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
 	})
-	// No whole-request read or write timeout: uploads and downloads of
-	// large files take long; each upload sets its own read deadline.
-	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), h, httpx.ServerConfig{ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
+	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write
+	// timeout: downloads of large files take long (each write moves an
+	// idle deadline instead).
+	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), h, httpx.ServerConfig{
+		ReadTimeout: cfg.RequestTimeout, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 	if err != nil {
 		return err
 	}
-	return srv.Serve(ctx)
+	opsSrv, err := httpx.Listen(":"+strconv.Itoa(cfg.OpsPort), httpx.OpsHandler(ops, log),
+		httpx.ServerConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second}, log)
+	if err != nil {
+		return err
+	}
+	// The ops server stays up while the public one drains its uploads, so
+	// that probes and metrics keep answering during a graceful shutdown.
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	opsErr := make(chan error, 1)
+	go func() { opsErr <- opsSrv.Serve(opsCtx) }()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(serveCtx) }()
+	select {
+	case err = <-serveErr:
+	case err = <-opsErr:
+		stopServe() // the ops port died: drain and exit
+		err = errors.Join(err, <-serveErr)
+		opsErr <- nil
+	}
+	stopOps()
+	return errors.Join(err, <-opsErr)
 }

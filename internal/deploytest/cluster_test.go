@@ -290,7 +290,7 @@ func testBrokenManifests(t *testing.T, k *kube) {
 	}
 	{
 		o := deepCopy([]obj{dep})[0]
-		c := containers(o)[0]
+		c := listAt(o, "spec", "template", "spec", "containers")[0].(map[string]any) // not the init container: it has no probe
 		c["readinessProbes"] = c["readinessProbe"]
 		delete(c, "readinessProbe")
 		unknown = append(unknown, misspelt{"Container", o, "readinessProbes"})

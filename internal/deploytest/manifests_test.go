@@ -495,6 +495,25 @@ func (c *checker) checkBinary(svc service, spec map[string]envVar) {
 	if _, ok := containerPort(ctr, float64(port)); !ok {
 		c.errf(d, "%s serves PORT %d, which is no containerPort", svc.name, port)
 	}
+	// Probes go to the ops port where the binary has one (OPS_PORT, the
+	// gateway's: readiness and metrics off the public port).
+	probePort := port
+	if _, hasOps := spec["OPS_PORT"]; hasOps {
+		opsStr, _ := value("OPS_PORT")
+		if probePort, err = strconv.Atoi(opsStr); err != nil {
+			c.errf(d, "OPS_PORT %q: %v", opsStr, err)
+			return
+		}
+		if _, ok := containerPort(ctr, float64(probePort)); !ok {
+			c.errf(d, "%s serves OPS_PORT %d, which is no containerPort", svc.name, probePort)
+		}
+		if probePort == port {
+			c.errf(d, "%s serves its ops endpoints on its public PORT %d", svc.name, port)
+		}
+		if a := str(mapAt(d, "spec", "template", "metadata"), "annotations", "prometheus.io/port"); a != "" && a != opsStr {
+			c.errf(d, "prometheus.io/port %s is not OPS_PORT %s", a, opsStr)
+		}
+	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
 		h := mapAt(ctr, probe, "httpGet")
 		if h == nil {
@@ -504,8 +523,8 @@ func (c *checker) checkBinary(svc service, spec map[string]envVar) {
 		if str(h, "path") != path {
 			c.errf(d, "%s path %q, want %s", probe, str(h, "path"), path)
 		}
-		if p, _ := containerPort(ctr, h["port"]); p != port {
-			c.errf(d, "%s port %v is not PORT %d", probe, h["port"], port)
+		if p, _ := containerPort(ctr, h["port"]); p != probePort {
+			c.errf(d, "%s port %v is not %d", probe, h["port"], probePort)
 		}
 	}
 	if si := find(c.objs, "Service", svc.name); si < 0 {
@@ -917,8 +936,9 @@ func TestProbePathsServed(t *testing.T) {
 	handlers := map[string]http.Handler{
 		"auth": auth.NewServer(nil, nil, httpx.NewOps(httpx.NewRegistry()), log, auth.ServerOptions{
 			RequestTimeout: time.Second, LoginRate: 1, LoginBurst: 1}),
-		"gateway":                 gateway.NewServer(gateway.Deps{Ops: httpx.NewOps(httpx.NewRegistry()), Log: log}, gateway.Options{}),
-		"converter, notification": httpx.OpsHandler(httpx.NewOps(httpx.NewRegistry()), log),
+		// The gateway's probes go to its ops port (OPS_PORT), served by
+		// httpx.OpsHandler as the converter's and the notification's are.
+		"converter, notification, gateway ops": httpx.OpsHandler(httpx.NewOps(httpx.NewRegistry()), log),
 	}
 	for name, h := range handlers {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {

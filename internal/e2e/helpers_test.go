@@ -181,7 +181,7 @@ func (s *suite) jobStatus(tok, jobPath string) (status string, progress float64)
 
 // ready reports whether p's /readyz answers 200.
 func ready(p *testenv.Proc) bool {
-	resp, err := client.Get(p.URL() + "/readyz")
+	resp, err := client.Get(p.OpsURL() + "/readyz")
 	if err != nil {
 		return false
 	}
@@ -192,7 +192,7 @@ func ready(p *testenv.Proc) bool {
 // metric sums the samples of a Prometheus metric from p's /metrics whose
 // labels contain every one of the given label pairs (`result="sent"`).
 func metric(p *testenv.Proc, name string, labels ...string) (float64, error) {
-	resp, err := client.Get(p.URL() + "/metrics")
+	resp, err := client.Get(p.OpsURL() + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -14,7 +14,10 @@ import (
 // Config is the gateway's configuration. AUTH_SVC_ADDRESS and VIDEO_QUEUE
 // are the original's names.
 type Config struct {
-	Port     int    `env:"PORT" envDefault:"8080"`
+	Port int `env:"PORT" envDefault:"8080"`
+	// OpsPort serves /readyz and /metrics (and /healthz), off the public
+	// port that the Ingress exposes.
+	OpsPort  int    `env:"OPS_PORT" envDefault:"9080"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
 	AuthAddr    string        `env:"AUTH_SVC_ADDRESS" envDefault:"auth:5000"`
@@ -40,8 +43,10 @@ type Config struct {
 	// UploadTimeout bounds one upload (reading the body and storing it);
 	// PublishTimeout the wait for the broker's confirm; RequestTimeout
 	// every other request.
-	UploadTimeout   time.Duration `env:"UPLOAD_TIMEOUT" envDefault:"1h"`
-	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"10s"`
+	UploadTimeout  time.Duration `env:"UPLOAD_TIMEOUT" envDefault:"1h"`
+	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"10s"`
+	// RequestTimeout also bounds reading any request but an authenticated
+	// upload (a body trickled for ever holds no connection).
 	RequestTimeout  time.Duration `env:"REQUEST_TIMEOUT" envDefault:"30s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
 	// DownloadIdleTimeout drops a download whose client stopped reading.

@@ -49,6 +49,8 @@ type env struct {
 	queue    string
 	mqProxy  *testenv.Proxy
 	authStop func()
+	authAddr string // host:port of the test's auth
+	ops      *httpx.Ops
 }
 
 type envOptions struct {
@@ -126,7 +128,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
-		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close}
+		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops,
+		authAddr: strings.TrimPrefix(authSrv.URL, "http://")}
 }
 
 func (e *env) token(t *testing.T, user string, admin bool) string {
@@ -824,8 +827,20 @@ func TestOpsEndpoints(t *testing.T) {
 	if r := request(t, "GET", e.url+"/healthz", "", "", nil); r.status != 200 {
 		t.Fatalf("healthz %d", r.status)
 	}
-	if r := request(t, "GET", e.url+"/metrics", "", "", nil); r.status != 200 || !strings.Contains(r.body, "go_goroutines") {
-		t.Fatalf("metrics %d", r.status)
+	// Readiness and metrics are on the ops port only, not on the port the
+	// Ingress exposes.
+	for _, path := range []string{"/readyz", "/metrics"} {
+		if r := request(t, "GET", e.url+path, "", "", nil); r.status != 404 {
+			t.Errorf("public %s: %d, want 404", path, r.status)
+		}
+	}
+	ops := httptest.NewServer(httpx.OpsHandler(e.ops, slog.New(slog.DiscardHandler)))
+	t.Cleanup(ops.Close)
+	if r := request(t, "GET", ops.URL+"/metrics", "", "", nil); r.status != 200 || !strings.Contains(r.body, "gateway_upload_bytes_total") {
+		t.Fatalf("ops /metrics %d", r.status)
+	}
+	if r := request(t, "GET", ops.URL+"/readyz", "", "", nil); r.status != 200 {
+		t.Fatalf("ops /readyz %d %q", r.status, r.body)
 	}
 }
 
@@ -891,7 +906,7 @@ func TestReadyzWithEitherAuth(t *testing.T) {
 			var r result
 			var checks map[string]string
 			testenv.Eventually(t, 30*time.Second, "MongoDB and RabbitMQ to be ready", func() bool {
-				r = request(t, "GET", gw.URL()+"/readyz", "", "", nil)
+				r = request(t, "GET", gw.OpsURL()+"/readyz", "", "", nil)
 				var body struct {
 					Checks map[string]string `json:"checks"`
 				}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"path"
@@ -108,10 +109,19 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	claims := claimsFrom(ctx)
 	// The multipart envelope adds a little to the file; the file itself is
 	// limited exactly by the store.
-	r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxUploadBytes+1<<20)
+	limit := s.opt.MaxUploadBytes + 1<<20
+	if r.ContentLength > limit {
+		// Refused before a byte of the body is read (and the connection
+		// closed: see httpx.Middleware).
+		s.refuseUpload(w, r, "too_large", tooLarge(s.opt.MaxUploadBytes))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	// The server's read deadline (REQUEST_TIMEOUT) is for every other
+	// request; an authenticated upload gets its own, long one.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.UploadTimeout))
 
-	mr, err := r.MultipartReader()
+	mr, budget, err := multipartReader(r)
 	if err != nil {
 		s.refuseUpload(w, r, "not_multipart", httpx.Status(http.StatusBadRequest, bodyOneFile))
 		return
@@ -124,7 +134,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for {
+		budget.limit(maxPartHeaderBytes)
 		part, err := mr.NextPart()
+		budget.limit(-1)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -135,7 +147,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		}
 		if part.FileName() == "" {
 			// An ordinary form field: not a file, ignore it (bounded).
-			if _, err := io.Copy(io.Discard, io.LimitReader(part, 64<<10)); err != nil {
+			n, err := io.Copy(io.Discard, io.LimitReader(part, maxFieldBytes+1))
+			if err == nil && n > maxFieldBytes {
+				err = httpx.Status(http.StatusBadRequest, fmt.Sprintf("a form field other than the file holds more than %d KiB", maxFieldBytes>>10))
+			}
+			if err != nil {
 				discard()
 				s.refuseUpload(w, r, "bad_body", bodyError(err))
 				return
@@ -253,10 +269,66 @@ func (t *trackingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Limits of an upload's multipart envelope.
+const (
+	maxPartHeaderBytes = 32 << 10 // a part's headers (the multipart package's own limit is 10 MiB)
+	maxFieldBytes      = 64 << 10 // a form field that is not the file
+)
+
+var errPartHeaders = fmt.Errorf("part headers longer than %d KiB", maxPartHeaderBytes>>10)
+
+// multipartReader is http.Request.MultipartReader over a budget: while
+// the budget is limited (around NextPart), at most that many bytes (plus
+// the reader's 4 KiB read-ahead) may be read, so a part's headers cannot
+// grow to the multipart package's 10 MiB per upload.
+func multipartReader(r *http.Request) (*multipart.Reader, *readBudget, error) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return nil, nil, http.ErrNotMultipart
+	}
+	b := &readBudget{r: r.Body, left: -1}
+	return multipart.NewReader(b, params["boundary"]), b, nil
+}
+
+// readBudget reads from r, at most left bytes while left ≥ 0.
+type readBudget struct {
+	r    io.Reader
+	left int64
+}
+
+// limit sets the budget: n bytes plus read-ahead, or none (n < 0).
+func (b *readBudget) limit(n int64) {
+	if n >= 0 {
+		n += 8 << 10 // the multipart reader's read-ahead, and the boundary line
+	}
+	b.left = n
+}
+
+func (b *readBudget) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, errPartHeaders
+	}
+	if b.left > 0 && int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	return n, err
+}
+
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return httpx.Status(http.StatusRequestEntityTooLarge, "file too large")
+	}
+	if errors.Is(err, errPartHeaders) {
+		return &httpx.StatusError{Status: http.StatusBadRequest, Body: "malformed multipart body: " + errPartHeaders.Error(), Err: err}
+	}
+	var se *httpx.StatusError
+	if errors.As(err, &se) {
+		return err
 	}
 	return &httpx.StatusError{Status: http.StatusBadRequest, Body: "malformed or incomplete multipart body", Err: err}
 }

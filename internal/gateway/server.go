@@ -105,7 +105,9 @@ func NewServer(d Deps, opt Options) *Server {
 
 	r := s.router
 	r.Use(httpx.Middleware(d.Log, httpx.NewMetrics(d.Ops.Registry), 0))
-	d.Ops.Mount(r)
+	// Readiness and metrics are served on the ops port (httpx.OpsHandler),
+	// not here where the Ingress exposes them; liveness is harmless.
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { httpx.Text(w, http.StatusOK, "ok") })
 	web.Mount(r)
 	r.With(httpx.Timeout(opt.RequestTimeout)).Post("/login", s.login)
 	r.Group(func(r chi.Router) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -83,7 +85,12 @@ func Middleware(log *slog.Logger, m *Metrics, timeout time.Duration) func(http.H
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			sw := &statusWriter{ResponseWriter: w}
+			var body *bodyTracker
+			if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+				body = &bodyTracker{ReadCloser: r.Body}
+				r.Body = body
+			}
+			sw := &statusWriter{ResponseWriter: w, body: body}
 			defer func() {
 				if p := recover(); p != nil {
 					if p == http.ErrAbortHandler {
@@ -116,20 +123,37 @@ func Middleware(log *slog.Logger, m *Metrics, timeout time.Duration) func(http.H
 					"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 			}()
 			next.ServeHTTP(sw, r.WithContext(ctx))
+			if sw.closing {
+				// The answer is written; net/http would now read what is
+				// left of the body (up to 256 KiB) before closing: stop
+				// reading at once instead.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
 		})
 	}
 }
 
 type statusWriter struct {
 	http.ResponseWriter
-	code  int
-	wrote bool
-	n     int64
+	body    *bodyTracker // nil: the request has no body
+	closing bool         // an error answer, the body unread: the connection closes after it
+	code    int
+	wrote   bool
+	n       int64
 }
 
+// WriteHeader closes the connection after an error answer to a request
+// whose body was not read to its end: net/http would otherwise read (drain)
+// the rest of the body before sending the answer, so that a client
+// trickling a body that never ends never gets its 401 or 413, and holds the
+// connection as long as it likes.
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.code, w.wrote = code, true
+		if code >= 400 && w.body != nil && !w.body.eof.Load() {
+			w.Header().Set("Connection", "close")
+			w.closing = true
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -158,6 +182,20 @@ func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// bodyTracker notes when a request body was read to its end.
+type bodyTracker struct {
+	io.ReadCloser
+	eof atomic.Bool
+}
+
+func (b *bodyTracker) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
 }
 
 // Metrics are the HTTP server metrics.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -68,16 +69,31 @@ type Proc struct {
 	t    testing.TB
 	Name string
 	Port int
-	cmd  *exec.Cmd
-	out  *Buffer
-	done chan struct{}
+	// OpsPort serves /readyz and /metrics when the binary has a port of
+	// its own for them (the gateway's OPS_PORT); 0: they are on Port.
+	OpsPort int
+	cmd     *exec.Cmd
+	out     *Buffer
+	done    chan struct{}
 }
 
 // Start runs bin with env (added to PORT=port and PATH) and waits until
-// GET /healthz answers on port. The process is killed in t.Cleanup.
+// GET /healthz answers on port. The process is killed in t.Cleanup. A
+// gateway gets a free OPS_PORT unless env names one (so that gateways of
+// parallel tests never share the default).
 func Start(t testing.TB, name, bin string, port int, env map[string]string) *Proc {
 	t.Helper()
 	p := &Proc{t: t, Name: name, Port: port, out: &Buffer{}}
+	if v, ok := env["OPS_PORT"]; ok {
+		p.OpsPort, _ = strconv.Atoi(v)
+	} else if name == "gateway" {
+		p.OpsPort = FreePort(t)
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["OPS_PORT"] = strconv.Itoa(p.OpsPort)
+	}
 	p.start(bin, env)
 	t.Cleanup(func() {
 		p.Kill()
@@ -126,11 +142,26 @@ func (p *Proc) start(bin string, env map[string]string) {
 // Restart starts the same binary again (after Kill or Signal) on the same port.
 func (p *Proc) Restart(env map[string]string) {
 	p.t.Helper()
+	if _, ok := env["OPS_PORT"]; !ok && p.OpsPort != 0 {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["OPS_PORT"] = strconv.Itoa(p.OpsPort)
+	}
 	p.start(p.cmd.Path, env)
 }
 
 // URL is http://127.0.0.1:<port>.
 func (p *Proc) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.Port) }
+
+// OpsURL is where /readyz and /metrics are: the ops port, or URL.
+func (p *Proc) OpsURL() string {
+	if p.OpsPort == 0 {
+		return p.URL()
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", p.OpsPort)
+}
 
 // PID of the running process.
 func (p *Proc) PID() int { return p.cmd.Process.Pid }

@@ -97,6 +97,7 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 	}
 	if hasCommand("notification") {
 		s.notification = testenv.Start(t, "notification", testenv.Binary(t, "notification"), testenv.FreePort(t), map[string]string{
+			"MONGODB_URI":  mongoURI, // it records each MP3's outcome
 			"RABBITMQ_URL": amqpURL,
 			"MP3_QUEUE":    mp3Queue,
 			"SMTP_HOST":    testenv.Getenv(t, "SMTP_HOST"),
