@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string) error {
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
 		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
+		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive,
 	})
 	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
 	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write

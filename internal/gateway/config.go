@@ -34,7 +34,11 @@ type Config struct {
 	VideosDB string `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
 	MP3sDB   string `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
 
-	MaxUploadBytes int64  `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
+	MaxUploadBytes int64 `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
+	// UserQuotaBytes bounds one user's stored videos and MP3s (0: none);
+	// UserMaxActive their conversions queued or converting (0: none).
+	UserQuotaBytes int64  `env:"USER_QUOTA_BYTES" envDefault:"10737418240"`
+	UserMaxActive  int    `env:"USER_MAX_ACTIVE" envDefault:"10"`
 	PublicURL      string `env:"PUBLIC_URL"`
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (an ingress controller): CIDRs, "private" or "none".

@@ -56,6 +56,8 @@ type env struct {
 type envOptions struct {
 	maxUpload    int64
 	downloadIdle time.Duration
+	quotaBytes   int64 // USER_QUOTA_BYTES; 0: none
+	maxActive    int   // USER_MAX_ACTIVE; 0: none
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -125,6 +127,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
+		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive,
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,

@@ -116,6 +116,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.refuseUpload(w, r, "too_large", tooLarge(s.opt.MaxUploadBytes))
 		return
 	}
+	maxFile, err := s.quota(ctx, claims.Username, r.ContentLength)
+	if err != nil {
+		s.refuseUpload(w, r, "quota", err)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	// The server's read deadline (REQUEST_TIMEOUT) is for every other
 	// request; an authenticated upload gets its own, long one.
@@ -171,8 +176,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		name := cleanName(part.FileName())
 		src := &trackingReader{r: part}
 		info, err := s.Videos.Upload(ctx, name, src, videoMeta{Owner: claims.Username, Filename: name, ContentType: ctype},
-			gridfs.UploadOptions{MaxBytes: s.opt.MaxUploadBytes})
+			gridfs.UploadOptions{MaxBytes: maxFile})
 		switch {
+		case errors.Is(err, gridfs.ErrTooLarge) && maxFile < s.opt.MaxUploadBytes:
+			s.refuseUpload(w, r, "quota", quotaFull(s.opt.UserQuotaBytes))
+			return
 		case errors.Is(err, gridfs.ErrTooLarge):
 			s.refuseUpload(w, r, "too_large", tooLarge(s.opt.MaxUploadBytes))
 			return
@@ -220,6 +228,58 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	httpx.Logger(ctx).Info("video uploaded", "video_fid", fid, "bytes", stored.Length, "filename", stored.Name)
 	w.Header().Set("Location", "/jobs/"+fid)
 	httpx.Text(w, http.StatusOK, bodySuccess)
+}
+
+// quota checks the user's limits before an upload is read: conversions
+// in flight (429) and storage (413, counting the declared body length when
+// there is one). It returns the most bytes the file may have.
+func (s *Server) quota(ctx context.Context, user string, declared int64) (int64, error) {
+	if s.opt.UserMaxActive > 0 {
+		n, err := s.Jobs.CountActive(ctx, user)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", errStorage, err)
+		}
+		if n >= int64(s.opt.UserMaxActive) {
+			return 0, &httpx.StatusError{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"60"}},
+				Body: fmt.Sprintf("you have %d conversions queued or converting, the most at once: upload again when one is done", n)}
+		}
+	}
+	maxFile := s.opt.MaxUploadBytes
+	if s.opt.UserQuotaBytes > 0 {
+		var used int64
+		for _, store := range []interface {
+			OwnerBytes(context.Context, string) (int64, error)
+		}{s.Videos, s.MP3s} {
+			n, err := store.OwnerBytes(ctx, user)
+			if err != nil {
+				return 0, fmt.Errorf("%w: %w", errStorage, err)
+			}
+			used += n
+		}
+		left := s.opt.UserQuotaBytes - used
+		if left <= 0 || declared > left+1<<20 { // the multipart envelope adds a little
+			return 0, quotaFull(s.opt.UserQuotaBytes)
+		}
+		maxFile = min(maxFile, left)
+	}
+	return maxFile, nil
+}
+
+func quotaFull(quota int64) error {
+	return httpx.Status(http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("your storage quota of %s is full: the file does not fit beside your videos and MP3s", bytesText(quota)))
+}
+
+// bytesText is n in the largest binary unit that keeps it whole-ish.
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', -1, 64) + " MiB"
+	default:
+		return strconv.FormatInt(n, 10) + " bytes"
+	}
 }
 
 func (s *Server) refuseUpload(w http.ResponseWriter, r *http.Request, result string, err error) {

@@ -6,6 +6,8 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"mp3converter/internal/gridfs"
 	"mp3converter/internal/testenv"
 )
 
@@ -174,4 +179,66 @@ func TestReadTimeouts(t *testing.T) {
 	if resp, body := answer(t, conn, 20*time.Second); resp.StatusCode != 200 || body != "success!" {
 		t.Fatalf("slow authenticated upload: %d %q, want 200 success!", resp.StatusCode, body)
 	}
+}
+
+// Per-user limits: bytes stored (videos and MP3s) and conversions queued
+// or converting. Beyond them an upload is refused with a sentence naming
+// the limit, and nothing is stored; other users are not affected.
+func TestUserQuotas(t *testing.T) {
+	t.Parallel()
+	t.Run("storage", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{quotaBytes: 1 << 20})
+		alice := "Bearer " + e.token(t, "alice@example.com", false)
+		upload := func(authz string, size int) result {
+			ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: make([]byte, size)})
+			return request(t, "POST", e.url+"/upload", authz, ctype, bytes.NewReader(body))
+		}
+		// An MP3 of alice's counts too.
+		if _, err := e.mp3s.Upload(context.Background(), "old.mp3", bytes.NewReader(make([]byte, 300<<10)),
+			bson.D{{Key: "owner", Value: "alice@example.com"}}, gridfs.UploadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if r := upload(alice, 600<<10); r.status != 200 {
+			t.Fatalf("first upload (900 KiB of 1 MiB used after it): %d %q", r.status, r.body)
+		}
+		files, chunks := e.stored(t)
+		for _, size := range []int{200 << 10, 2 << 20} { // one streamed past the quota, one declared over it
+			r := upload(alice, size)
+			if r.status != 413 || !strings.Contains(r.body, "storage quota of 1 MiB is full") {
+				t.Fatalf("upload of %d KiB over the quota: %d %q, want 413 naming the quota", size>>10, r.status, r.body)
+			}
+		}
+		if f, c := e.stored(t); f != files || c != chunks {
+			t.Fatalf("a refused upload left files: %d files %d chunks, want %d %d", f, c, files, chunks)
+		}
+		if r := upload("Bearer "+e.token(t, "bob@example.com", false), 600<<10); r.status != 200 {
+			t.Fatalf("bob, whose quota is untouched: %d %q", r.status, r.body)
+		}
+	})
+	t.Run("conversions in flight", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{maxActive: 2})
+		alice := "Bearer " + e.token(t, "alice@example.com", false)
+		upload := func(authz string) result {
+			ctype, body := multipartBody(part{field: "f", filename: "a.mp4", ctype: "video/mp4", body: []byte("video")})
+			return request(t, "POST", e.url+"/upload", authz, ctype, bytes.NewReader(body))
+		}
+		for i := range 2 { // nothing converts here: both stay queued
+			if r := upload(alice); r.status != 200 {
+				t.Fatalf("upload %d: %d %q", i, r.status, r.body)
+			}
+		}
+		r := upload(alice)
+		if r.status != 429 || !strings.Contains(r.body, "2 conversions queued or converting") || r.header.Get("Retry-After") == "" {
+			t.Fatalf("third upload: %d %q (Retry-After %q), want 429 naming the limit", r.status, r.body, r.header.Get("Retry-After"))
+		}
+		var list []map[string]any
+		if r := request(t, "GET", e.url+"/jobs", alice, "", nil); r.status != 200 || json.Unmarshal([]byte(r.body), &list) != nil || len(list) != 2 {
+			t.Fatalf("jobs after the refusal: %d %q, want 2", r.status, r.body)
+		}
+		if r := upload("Bearer " + e.token(t, "bob@example.com", false)); r.status != 200 {
+			t.Fatalf("bob: %d %q", r.status, r.body)
+		}
+	})
 }

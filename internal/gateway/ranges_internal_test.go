@@ -68,6 +68,8 @@ type fakeMP3s struct {
 	opens [][2]int64 // offset, length
 }
 
+func (f *fakeMP3s) OwnerBytes(context.Context, string) (int64, error) { return 0, nil }
+
 func (f *fakeMP3s) Stat(context.Context, bson.ObjectID) (gridfs.FileInfo, error) {
 	return gridfs.FileInfo{Length: int64(len(f.data))}, nil
 }

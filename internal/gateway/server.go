@@ -30,8 +30,10 @@ type (
 	videoStore interface {
 		Upload(ctx context.Context, name string, r io.Reader, meta any, opt gridfs.UploadOptions) (gridfs.FileInfo, error)
 		Delete(ctx context.Context, id bson.ObjectID) error
+		OwnerBytes(ctx context.Context, owner string) (int64, error)
 	}
 	mp3Store interface {
+		OwnerBytes(ctx context.Context, owner string) (int64, error)
 		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
 		OpenRange(ctx context.Context, id bson.ObjectID, offset, length int64) (io.ReadCloser, gridfs.FileInfo, error)
 	}
@@ -39,6 +41,7 @@ type (
 		Create(ctx context.Context, j jobs.Job) error
 		Get(ctx context.Context, id string) (jobs.Job, error)
 		List(ctx context.Context, username string, limit int, before string) ([]jobs.Job, error)
+		CountActive(ctx context.Context, username string) (int64, error)
 		Delete(ctx context.Context, id string) error
 	}
 	publisher interface {
@@ -68,6 +71,11 @@ type Options struct {
 	// byte for this long [2m]; a slow but steady download goes on.
 	DownloadIdleTimeout time.Duration
 	TrustedProxies      httpx.Proxies // zero: loopback and private peers
+	// UserQuotaBytes bounds what one user's videos and MP3s take in
+	// storage; UserMaxActive their conversions queued or converting at
+	// once. 0: no limit.
+	UserQuotaBytes int64
+	UserMaxActive  int
 }
 
 // Server is the gateway's HTTP handler.

@@ -102,7 +102,34 @@ func NewBucket(db *mongo.Database) (*Bucket, error) {
 	if err := ensureIndex(ctx, b.files, []string{"filename", "uploadDate"}, false); err != nil {
 		return nil, fmt.Errorf("gridfs %s: %w", db.Name(), err)
 	}
+	// For OwnerBytes (the upload quota).
+	if err := ensureIndex(ctx, b.files, []string{"metadata.owner"}, false); err != nil {
+		return nil, fmt.Errorf("gridfs %s: %w", db.Name(), err)
+	}
 	return b, nil
+}
+
+// OwnerBytes is the total length of the files whose metadata.owner is
+// owner.
+func (b *Bucket) OwnerBytes(ctx context.Context, owner string) (int64, error) {
+	cur, err := b.files.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "metadata.owner", Value: owner}}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "bytes", Value: bson.D{{Key: "$sum", Value: "$length"}}}}}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bytes stored by %s: %w", owner, err)
+	}
+	defer cur.Close(ctx)
+	var rows []struct {
+		Bytes int64 `bson:"bytes"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return 0, fmt.Errorf("bytes stored by %s: %w", owner, err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	return rows[0].Bytes, nil
 }
 
 // ensureIndex creates the ascending index on fields unless one with the same

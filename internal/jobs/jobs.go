@@ -147,6 +147,17 @@ func (s *Store) List(ctx context.Context, username string, limit int, before str
 	return out, nil
 }
 
+// CountActive is the number of username's jobs that are queued or
+// converting.
+func (s *Store) CountActive(ctx context.Context, username string) (int64, error) {
+	n, err := s.c.CountDocuments(ctx, bson.D{{Key: "username", Value: username},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{Queued, Converting}}}}})
+	if err != nil {
+		return 0, fmt.Errorf("count active jobs of %s: %w", username, err)
+	}
+	return n, nil
+}
+
 // Delete removes the job with id.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	res, err := s.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
