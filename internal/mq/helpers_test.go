@@ -3,7 +3,10 @@ package mq_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,4 +131,86 @@ func rawGet(t *testing.T, conn *amqp.Connection, queue string) amqp.Delivery {
 		return ok
 	})
 	return d
+}
+
+// slowLink returns url redirected through a TCP forwarder that holds what
+// the client sends for delay before passing it on, as a loaded machine or a
+// slow network does: bytes the client has written (an ack, which has no
+// reply) can still be on their way when the connection is cut behind them.
+func slowLink(t *testing.T, url string, delay time.Duration) string {
+	t.Helper()
+	u, err := amqp.ParseURI(url)
+	if err != nil {
+		t.Fatalf("slow link to %s: %v", url, err)
+	}
+	target := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("slow link: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go forwardSlowly(c, target, delay)
+		}
+	}()
+	u.Host = "127.0.0.1"
+	u.Port = ln.Addr().(*net.TCPAddr).Port
+	return u.String()
+}
+
+// forwardSlowly copies c to target, each chunk delay after it was read, and
+// target to c at once, until either side closes; then it closes both, and
+// what was still held is lost.
+func forwardSlowly(c net.Conn, target string, delay time.Duration) {
+	defer c.Close()
+	u, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	held := make(chan chunk, 1024)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer close(held)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := c.Read(b)
+			if n > 0 {
+				held <- chunk{b[:n], time.Now().Add(delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		failed := false
+		for ch := range held {
+			if failed {
+				continue // drain, so that the reader never blocks
+			}
+			time.Sleep(time.Until(ch.due))
+			if _, err := u.Write(ch.b); err != nil {
+				failed = true
+				done <- struct{}{}
+			}
+		}
+		if !failed {
+			done <- struct{}{}
+		}
+	}()
+	go func() {
+		_, _ = io.Copy(c, u)
+		done <- struct{}{}
+	}()
+	<-done
 }

@@ -661,80 +661,109 @@ func TestClosedConn(t *testing.T) {
 
 // A message whose consumer dies on it every time (here: its connection is
 // cut mid-handling) is handled MaxRedeliveries+1 times at most, then
-// dead-lettered, and OnRedeliveryLimit is told.
+// dead-lettered, and OnRedeliveryLimit is told. Also on a slow link, where
+// an ack the consumer has sent is still on its way when it "crashes" unless
+// the test waits for it.
 func TestRedeliveryLimit(t *testing.T) {
 	t.Parallel()
 	url := testenv.RabbitMQ(t)
-	queue := testenv.Queue(t, url, "mq_poison")
-	purl, proxy := testenv.RabbitMQProxy(t)
-	log, _ := testenv.Logger(t)
-	reg := prometheus.NewRegistry()
-	m, err := mq.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := dial(t, url, log, fastOptions(nil))
-	sub := dial(t, purl, log, fastOptions(m))
-	started := make(chan mq.Delivery, 10)
-	release := make(chan struct{})
-	told := make(chan string, 10)
-	const limit = 2
-	startConsumer(t, sub, queue, mq.ConsumeOptions{Concurrency: 4, MaxRedeliveries: limit,
-		OnRedeliveryLimit: func(ctx context.Context, d mq.Delivery, reason string) {
-			if _, ok := ctx.Deadline(); !ok || d.MessageID != "poison" {
-				t.Errorf("OnRedeliveryLimit: deadline %v, message %q", ok, d.MessageID)
+	for _, link := range []struct {
+		name  string
+		delay time.Duration // added to what the consumer sends the broker
+	}{
+		{"direct", 0},
+		{"slow link", 50 * time.Millisecond},
+	} {
+		t.Run(link.name, func(t *testing.T) {
+			t.Parallel()
+			queue := testenv.Queue(t, url, "mq_poison")
+			purl, proxy := testenv.RabbitMQProxy(t)
+			if link.delay > 0 {
+				purl = slowLink(t, purl, link.delay)
 			}
-			told <- reason
-		}},
-		func(_ context.Context, d mq.Delivery) error {
-			started <- d
-			<-release
-			return errors.New("too late: the connection died")
-		})
-	publish(t, pub, queue, mq.Message{Body: []byte(`{"poison":true}`), MessageID: "poison"})
-	for i := range limit + 1 {
-		select {
-		case d := <-started:
-			if got := d.Headers[mq.HeaderRedeliveries]; (i == 0 && got != nil) || (i > 0 && got != int32(i)) {
-				t.Fatalf("handling %d: %s = %#v, want %d", i+1, mq.HeaderRedeliveries, got, i)
+			log, _ := testenv.Logger(t)
+			reg := prometheus.NewRegistry()
+			m, err := mq.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
 			}
-		case <-time.After(15 * time.Second):
-			t.Fatalf("handling %d did not start within 15s", i+1)
-		}
-		// The copy can be handled before the broker confirmed it; the crash
-		// comes once the original is settled (or it would come back too).
-		testenv.Eventually(t, 10*time.Second, "the redelivery counted", func() bool {
-			return testenv.Metric(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeRecounted}) == float64(i)
+			pub := dial(t, url, log, fastOptions(nil))
+			sub := dial(t, purl, log, fastOptions(m))
+			started := make(chan mq.Delivery, 10)
+			release := make(chan struct{})
+			told := make(chan string, 10)
+			const limit = 2
+			startConsumer(t, sub, queue, mq.ConsumeOptions{Concurrency: 4, MaxRedeliveries: limit,
+				// A failed test stops the consumer with handlers still waiting.
+				ShutdownTimeout: time.Second,
+				OnRedeliveryLimit: func(ctx context.Context, d mq.Delivery, reason string) {
+					if _, ok := ctx.Deadline(); !ok || d.MessageID != "poison" {
+						t.Errorf("OnRedeliveryLimit: deadline %v, message %q", ok, d.MessageID)
+					}
+					told <- reason
+				}},
+				func(ctx context.Context, d mq.Delivery) error {
+					started <- d
+					select {
+					case <-release:
+						return errors.New("too late: the connection died")
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				})
+			publish(t, pub, queue, mq.Message{Body: []byte(`{"poison":true}`), MessageID: "poison"})
+			for i := range limit + 1 {
+				select {
+				case d := <-started:
+					if got := d.Headers[mq.HeaderRedeliveries]; (i == 0 && got != nil) || (i > 0 && got != int32(i)) {
+						t.Fatalf("handling %d: %s = %#v, want %d", i+1, mq.HeaderRedeliveries, got, i)
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatalf("handling %d did not start within 15s", i+1)
+				}
+				// The copy can be handled before the broker confirmed it; the
+				// crash comes once the original is settled, or it comes back
+				// too (at least once) with the count it had.
+				testenv.Eventually(t, 10*time.Second, "the redelivery counted", func() bool {
+					return testenv.Metric(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeRecounted}) == float64(i)
+				})
+				// The counted ack was sent, but an ack has no reply: it may still
+				// be in a socket buffer or the proxy. A round trip on the same
+				// connection, sent after it, returns once the broker has read it.
+				if _, err := sub.QueueDepth(context.Background(), queue); err != nil {
+					t.Fatalf("queue depth through the consumer's connection: %v", err)
+				}
+				proxy.Down() // the consumer "crashes": its connection dies, nothing is settled
+				testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
+					return sub.Ready(context.Background()) != nil
+				})
+				proxy.Up()
+				release <- struct{}{}
+			}
+			select {
+			case reason := <-told:
+				if !strings.Contains(reason, "redelivered 3 times") {
+					t.Errorf("reason %q", reason)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("OnRedeliveryLimit not called within 15s")
+			}
+			dead := mq.DeadLetterQueue(queue)
+			testenv.Eventually(t, 10*time.Second, "the message in the dead-letter queue", func() bool {
+				return depth(t, pub, dead) == 1
+			})
+			d := rawGet(t, raw(t, url), dead)
+			if d.MessageId != "poison" || d.Headers[mq.HeaderRedeliveries] != int32(limit+1) || d.Headers[mq.HeaderOriginalQueue] != queue {
+				t.Errorf("dead-lettered: id %q headers %v", d.MessageId, d.Headers)
+			}
+			select {
+			case <-started:
+				t.Error("handled again after the redelivery limit")
+			case <-time.After(500 * time.Millisecond):
+			}
+			if n := depth(t, pub, queue); n != 0 {
+				t.Errorf("queue holds %d messages, want 0", n)
+			}
 		})
-		proxy.Down() // the consumer "crashes": its connection dies, nothing is settled
-		testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
-			return sub.Ready(context.Background()) != nil
-		})
-		proxy.Up()
-		release <- struct{}{}
-	}
-	select {
-	case reason := <-told:
-		if !strings.Contains(reason, "redelivered 3 times") {
-			t.Errorf("reason %q", reason)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("OnRedeliveryLimit not called within 15s")
-	}
-	dead := mq.DeadLetterQueue(queue)
-	testenv.Eventually(t, 10*time.Second, "the message in the dead-letter queue", func() bool {
-		return depth(t, pub, dead) == 1
-	})
-	d := rawGet(t, raw(t, url), dead)
-	if d.MessageId != "poison" || d.Headers[mq.HeaderRedeliveries] != int32(limit+1) || d.Headers[mq.HeaderOriginalQueue] != queue {
-		t.Errorf("dead-lettered: id %q headers %v", d.MessageId, d.Headers)
-	}
-	select {
-	case <-started:
-		t.Error("handled again after the redelivery limit")
-	case <-time.After(500 * time.Millisecond):
-	}
-	if n := depth(t, pub, queue); n != 0 {
-		t.Errorf("queue holds %d messages, want 0", n)
 	}
 }
