@@ -63,7 +63,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info("starting", "port", cfg.Port, "video_queue", opt.VideoQueue, "mp3_queue", opt.MP3Queue,
 		"concurrency", opt.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
-		"scratch_dir", opt.ScratchDir, "stream_faststart", opt.StreamFaststart)
+		"scratch_dir", opt.ScratchDir, "scratch_limit_bytes", opt.ScratchLimit, "stream_faststart", opt.StreamFaststart)
+	if opt.ScratchLimit > 0 && opt.ScratchLimit < opt.MaxInputBytes {
+		log.Warn("SCRATCH_LIMIT_BYTES is below MAX_INPUT_BYTES: videos between the two that need a temporary file fail",
+			"scratch_limit_bytes", opt.ScratchLimit, "max_input_bytes", opt.MaxInputBytes)
+	}
 
 	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "converter")
 	if err != nil {

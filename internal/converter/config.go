@@ -27,10 +27,39 @@
 //   - anything else (an MP4 written without faststart, ffmpeg's default, needs
 //     a seekable input; other containers are read from a file for safety) is
 //     downloaded to a temporary file in SCRATCH_DIR, removed afterwards.
+//     The temporary files of one process stay within SCRATCH_LIMIT_BYTES
+//     together (the emptyDir's sizeLimit): a video larger than the limit
+//     fails with a clear reason, one that does not fit beside the jobs in
+//     flight waits for them (a few minutes at most, then it is retried).
+//     Each file is locked while in use; at start the converter removes the
+//     unlocked ones (left by a converter that was killed) that bear its
+//     naming pattern, converter-<digits>.video, and nothing else.
 //
 // Only the audio is decoded (-vn -map 0:a:0). Audio that already is MP3 is
 // copied as it is; anything else is encoded with LAME at a constant bitrate
 // (MP3_BITRATE, default 128k CBR).
+//
+// # Inputs
+//
+// ffprobe and ffmpeg open only a file ("file:" path) or a pipe, with
+// -protocol_whitelist, and only common media containers, with
+// -format_whitelist (mediaDemuxers): never a URL, and never a demuxer that
+// follows a playlist or script (HLS, DASH, concat, SDP/RTSP, image
+// sequences, lavfi). Before that, the first bytes of the video are sniffed:
+// an HLS or PLS playlist, a DASH manifest, an ffconcat script, an SDP
+// description, an FFmpeg metadata file or any XML/HTML document fails for
+// good with a reason that names it, and ffmpeg never runs on it.
+//
+// # Owner
+//
+// The MP3 belongs to the video's owner: the metadata.owner the gateway
+// stores with the upload (which /download checks), copied into the MP3's
+// metadata; the result on MP3_QUEUE (whose username notification emails)
+// names that owner too. A message whose username differs is logged and
+// overruled, so that whoever can publish to VIDEO_QUEUE cannot claim, or
+// redirect the email of, somebody else's video. A video stored by the
+// original gateway has no owner: the message's username is used, as the
+// original converter did.
 //
 // # Failures
 //
@@ -76,7 +105,12 @@ import (
 //	                                 it is dead-lettered and its job failed
 //	RETRY_BACKOFF      2s            delay before the first retry; doubles per attempt
 //	MAX_RETRY_BACKOFF  1m            cap of the retry delay
-//	SCRATCH_DIR        os.TempDir()  where videos that need a seekable input are downloaded (removed after each job)
+//	SCRATCH_DIR        os.TempDir()  where videos that need a seekable input are downloaded (removed after each job;
+//	                                 at start, those a killed converter left are removed)
+//	SCRATCH_LIMIT_BYTES 0            bytes the temporary videos of this process may take in SCRATCH_DIR together
+//	                                 (set it to the emptyDir's sizeLimit); 0: only the file system's free space.
+//	                                 A video larger than the limit fails with a clear reason (a faststart MP4,
+//	                                 streamed, needs none); one that does not fit beside the jobs in flight is retried
 //	STREAM_FASTSTART   true          pipe faststart MP4/MOV to ffmpeg while downloading instead of using SCRATCH_DIR
 //	MAX_DURATION       3h            longest audio converted; a longer input fails with a clear reason
 //	MAX_INPUT_BYTES    4294967296    largest video accepted (4 GiB); larger fails with a clear reason
@@ -108,6 +142,7 @@ type Config struct {
 	MaxRetryBackoff time.Duration `env:"MAX_RETRY_BACKOFF" envDefault:"1m"`
 
 	ScratchDir      string        `env:"SCRATCH_DIR"`
+	ScratchLimit    int64         `env:"SCRATCH_LIMIT_BYTES" envDefault:"0"`
 	StreamFaststart bool          `env:"STREAM_FASTSTART" envDefault:"true"`
 	MaxDuration     time.Duration `env:"MAX_DURATION" envDefault:"3h"`
 	MaxInputBytes   int64         `env:"MAX_INPUT_BYTES" envDefault:"4294967296"`
@@ -148,6 +183,8 @@ func (c Config) Options() (Options, error) {
 		return Options{}, errors.New("MAX_DURATION must be > 0")
 	case c.MaxInputBytes <= 0:
 		return Options{}, errors.New("MAX_INPUT_BYTES must be > 0")
+	case c.ScratchLimit < 0:
+		return Options{}, errors.New("SCRATCH_LIMIT_BYTES must be ≥ 0 (0: no limit but the file system's free space)")
 	case c.ProbeTimeout <= 0 || c.JobTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return Options{}, errors.New("PROBE_TIMEOUT, JOB_TIMEOUT and SHUTDOWN_TIMEOUT must be > 0")
 	}
@@ -176,6 +213,7 @@ func (c Config) Options() (Options, error) {
 		RetryBackoff:    c.RetryBackoff,
 		MaxRetryBackoff: c.MaxRetryBackoff,
 		ScratchDir:      scratch,
+		ScratchLimit:    c.ScratchLimit,
 		StreamFaststart: c.StreamFaststart,
 		MaxDuration:     c.MaxDuration,
 		MaxInputBytes:   c.MaxInputBytes,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"time"
 
 	"mp3converter/internal/gridfs"
@@ -30,6 +29,11 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 		err        error
 		t          = time.Now()
 	)
+	// Playlists and scripts never reach ffmpeg (which would open what they
+	// name); its whitelists (inputOptions) are the second line.
+	if src, err = refuseScripts(src); err != nil {
+		return gridfs.FileInfo{}, err
+	}
 	if s.opt.StreamFaststart {
 		if prefix, streamable, err = sniffFaststart(src, maxPrefix); err != nil {
 			return gridfs.FileInfo{}, fmt.Errorf("read video: %w", err)
@@ -57,19 +61,19 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 	}
 	if stdin == nil {
 		mode = "file"
-		path, err := s.download(ctx, io.MultiReader(bytes.NewReader(prefix), src), info.Length)
+		tmp, err := s.download(ctx, io.MultiReader(bytes.NewReader(prefix), src), info.Length)
 		prefix = nil
 		t = j.lap("download", t)
 		if err != nil {
 			return gridfs.FileInfo{}, err
 		}
 		defer func() {
-			if err := os.Remove(path); err != nil {
-				j.log.Warn("remove temporary file", "path", path, "err", err)
+			if err := tmp.remove(); err != nil {
+				j.log.Warn("remove temporary file", "path", tmp.path, "err", err)
 			}
 		}()
-		input = path
-		pr, err = probe(ctx, s.opt.FFprobePath, path, nil, s.opt.ProbeTimeout)
+		input = fileInput(tmp.path)
+		pr, err = probe(ctx, s.opt.FFprobePath, input, nil, s.opt.ProbeTimeout)
 		t = j.lap("probe", t)
 		if err != nil {
 			if errors.Is(err, errNotMedia) {
@@ -88,7 +92,7 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 	}
 
 	args, copied := ffmpegArgs(input, pr.Audio, s.opt.Bitrate, s.opt.MaxDuration)
-	meta := mp3Meta{Owner: j.msg.Username, VideoFID: j.fid(), Filename: name,
+	meta := mp3Meta{Owner: j.owner(), VideoFID: j.fid(), Filename: name,
 		Duration: math.Round(dur*1000) / 1000, Bitrate: s.opt.BitrateBPS, Codec: pr.Audio.Codec, Copied: copied}
 	if copied {
 		meta.Bitrate = pr.Audio.BitRate
@@ -138,37 +142,6 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 		return gridfs.FileInfo{}, fmt.Errorf("conversion interrupted: %w (%v)", ctx.Err(), werr)
 	}
 	return gridfs.FileInfo{}, fmt.Errorf("store mp3: %w", uerr)
-}
-
-// download copies r (size bytes) to a new temporary file in ScratchDir and
-// returns its path; the caller removes it.
-func (s *Service) download(ctx context.Context, r io.Reader, size int64) (string, error) {
-	const margin = 64 << 20
-	if free, err := freeBytes(s.opt.ScratchDir); err == nil && free < size+margin {
-		return "", fmt.Errorf("scratch space %s: %s free, %s needed", s.opt.ScratchDir, bytesText(free), bytesText(size+margin))
-	}
-	f, err := os.CreateTemp(s.opt.ScratchDir, "converter-*.video")
-	if err != nil {
-		return "", fmt.Errorf("temporary file: %w", err)
-	}
-	ra := newReadAhead(r, 8, 1<<20) // the next batch downloads while one is written
-	defer ra.Close()
-	// A plain io.Writer, so that CopyBuffer uses the larger buffer.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, ra, make([]byte, 1<<20))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n != size {
-		err = fmt.Errorf("%d bytes downloaded, want %d", n, size)
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("download video to %s: %w", s.opt.ScratchDir, err)
-	}
-	return f.Name(), nil
 }
 
 // trackProgress updates the job's percentage from ffmpeg's position, at

@@ -43,6 +43,11 @@ func TestConvertsEveryFormat(t *testing.T) {
 		{"avi-mp3", "old.avi", true},
 		{"mov", "phone.MOV", false},
 		{"mkv", "show.mkv", false},
+		// Further containers the demuxer whitelist must let through.
+		{"ts", "broadcast.ts", false},
+		{"mp3", "song.mp3", true},
+		{"wav", "take.wav", false},
+		{"ogg", "voice.ogg", false},
 	}
 	fids := make([]string, len(cases))
 	for i, c := range cases {

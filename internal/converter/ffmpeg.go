@@ -44,15 +44,17 @@ func (p probeResult) duration() float64 {
 // errNotMedia is ffprobe refusing the input.
 var errNotMedia = errors.New("ffprobe cannot read the input")
 
-// probe runs ffprobe on input (a path, or "pipe:0" with stdin). An input
-// ffprobe refuses gives an error wrapping errNotMedia; anything else
-// (ffprobe missing, killed, timed out) is a plain error.
+// probe runs ffprobe on input (fileInput(path), or "pipe:0" with stdin),
+// limited to inputOptions' protocols and demuxers. An input ffprobe refuses
+// gives an error wrapping errNotMedia; anything else (ffprobe missing,
+// killed, timed out) is a plain error.
 func probe(ctx context.Context, ffprobe, input string, stdin io.Reader, timeout time.Duration) (probeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ffprobe, "-v", "error", "-hide_banner",
+	args := append([]string{"-v", "error", "-hide_banner",
 		"-show_entries", "format=format_name,duration:stream=index,codec_type,codec_name,bit_rate,duration,sample_rate,channels",
-		"-of", "json", "-i", input)
+		"-of", "json"}, inputOptions(input)...)
+	cmd := exec.CommandContext(ctx, ffprobe, append(args, "-i", input)...)
 	cmd.Stdin = stdin
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
@@ -115,12 +117,14 @@ func parseFloat(s string) float64 {
 }
 
 // ffmpegArgs is the command line converting input's first audio stream to
-// MP3 on stdout, with progress on fd 3.
+// MP3 on stdout, with progress on fd 3; the input is limited to
+// inputOptions' protocols and demuxers.
 func ffmpegArgs(input string, a *audioStream, bitrate string, maxDur time.Duration) (args []string, copied bool) {
 	args = []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
-		"-progress", "pipe:3", "-stats_period", "0.5",
-		"-i", input,
-		"-map", "0:a:0", "-vn", "-sn", "-dn"}
+		"-progress", "pipe:3", "-stats_period", "0.5"}
+	args = append(args, inputOptions(input)...)
+	args = append(args, "-i", input,
+		"-map", "0:a:0", "-vn", "-sn", "-dn")
 	if a.Codec == "mp3" {
 		args = append(args, "-c:a", "copy")
 		copied = true

@@ -2,7 +2,11 @@
 
 package converter
 
-import "syscall"
+import (
+	"errors"
+	"os"
+	"syscall"
+)
 
 // sysProcAttr puts ffmpeg and ffprobe in their own process group, so that a
 // Ctrl-C in a terminal reaches only the converter (which then lets the
@@ -19,4 +23,29 @@ func freeBytes(dir string) (int64, error) {
 		return 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// lockFile takes an exclusive lock on f without waiting (flock: released
+// when f is closed or the process dies, however it dies); false when
+// somebody else holds it.
+func lockFile(f *os.File) (bool, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+	}); err != nil {
+		return false, err
+	}
+	if errors.Is(ferr, syscall.EWOULDBLOCK) {
+		return false, nil
+	}
+	return ferr == nil, ferr
+}
+
+// openNoFollow opens path for reading, refusing a symbolic link.
+func openNoFollow(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 }

@@ -31,7 +31,11 @@ type Options struct {
 	Concurrency, Prefetch, MaxAttempts, MaxRedeliveries int
 	RetryBackoff, MaxRetryBackoff, ShutdownTimeout      time.Duration
 
-	ScratchDir      string
+	ScratchDir string
+	// ScratchLimit bounds the bytes of this process's temporary files in
+	// ScratchDir together (the emptyDir's sizeLimit); 0: only the file
+	// system's free space.
+	ScratchLimit    int64
 	StreamFaststart bool
 	MaxDuration     time.Duration
 	MaxInputBytes   int64
@@ -76,8 +80,9 @@ type Deps struct {
 // Service converts videos to MP3s. Handle is its mq.Handler; Run consumes
 // VideoQueue with it.
 type Service struct {
-	d   Deps
-	opt Options
+	d       Deps
+	opt     Options
+	scratch *scratchSpace
 }
 
 // New checks the dependencies and options and returns a Service.
@@ -90,8 +95,8 @@ func New(d Deps, opt Options) (*Service, error) {
 	case opt.MaxDuration <= 0 || opt.MaxInputBytes <= 0 || opt.ProbeTimeout <= 0 || opt.JobTimeout <= 0:
 		return nil, errors.New("converter: MaxDuration, MaxInputBytes, ProbeTimeout and JobTimeout must be > 0")
 	}
-	if opt.ScratchDir == "" {
-		return nil, errors.New("converter: ScratchDir is required")
+	if opt.ScratchDir == "" || opt.ScratchLimit < 0 {
+		return nil, errors.New("converter: ScratchDir is required and ScratchLimit must be ≥ 0")
 	}
 	if opt.ProgressInterval <= 0 {
 		opt.ProgressInterval = time.Second
@@ -99,7 +104,7 @@ func New(d Deps, opt Options) (*Service, error) {
 	if opt.MaxAttempts <= 0 {
 		opt.MaxAttempts = 5
 	}
-	return &Service{d: d, opt: opt}, nil
+	return &Service{d: d, opt: opt, scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit)}, nil
 }
 
 // Consumer is the part of *mq.Conn that Run needs.
@@ -107,10 +112,13 @@ type Consumer interface {
 	Consume(ctx context.Context, queue string, opt mq.ConsumeOptions, h mq.Handler) error
 }
 
-// Run consumes VideoQueue until ctx is cancelled, then lets the conversions
-// in flight finish within ShutdownTimeout (after it, their ffmpeg is killed
-// and their messages are requeued).
+// Run removes the temporary files that converters which died left in
+// ScratchDir (see sweepScratch), then consumes VideoQueue until ctx is
+// cancelled, then lets the conversions in flight finish within
+// ShutdownTimeout (after it, their ffmpeg is killed and their messages are
+// requeued).
 func (s *Service) Run(ctx context.Context, c Consumer) error {
+	sweepScratch(ctx, s.opt.ScratchDir, s.d.Log)
 	return c.Consume(ctx, s.opt.VideoQueue, mq.ConsumeOptions{
 		Concurrency:       s.opt.Concurrency,
 		Prefetch:          s.opt.Prefetch,
@@ -177,12 +185,7 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 		// user now, best effort. (Not on a shutdown: that message is
 		// requeued, not dead-lettered.)
 		result = resultExhausted
-		reason := fmt.Sprintf("the conversion failed %d times because of a temporary error; an operator can retry it", d.Attempt)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		if rerr := s.reportFailure(rctx, j, reason); rerr != nil {
-			log.Error("could not report the exhausted attempts", "err", rerr)
-		}
-		cancel()
+		s.reportExhausted(ctx, j, d.Attempt)
 	}
 	s.d.Metrics.end(result, time.Since(start))
 	if err != nil && result == resultFailed {
@@ -192,6 +195,25 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 		log.Info("conversion done", append([]any{"result", result, "took", time.Since(start).Round(time.Millisecond).String()}, j.phases...)...)
 	}
 	return err
+}
+
+// reportExhausted tells the video's owner that the last attempt failed
+// with a transient error, best effort.
+func (s *Service) reportExhausted(ctx context.Context, j *job, attempts int) {
+	reason := fmt.Sprintf("the conversion failed %d times because of a temporary error; an operator can retry it", attempts)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if j.stored == "" {
+		// The attempts failed before the video was opened: its owner, not
+		// the message, says whom to tell.
+		if err := s.findOwner(ctx, j, gridfs.FileInfo{}, false); err != nil {
+			j.log.Error("could not report the exhausted attempts", "err", err)
+			return
+		}
+	}
+	if err := s.reportFailure(ctx, j, reason); err != nil {
+		j.log.Error("could not report the exhausted attempts", "err", err)
+	}
 }
 
 // redeliveryLimit tells the user of a video whose message was
@@ -205,7 +227,14 @@ func (s *Service) redeliveryLimit(ctx context.Context, d mq.Delivery, reason str
 	}
 	j := &job{msg: msg, log: httpx.Logger(ctx).With("video_fid", msg.VideoFID)}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID)
-	if _, err := s.d.MP3s.Stat(ctx, j.id); err == nil {
+	mp3, err := s.d.MP3s.Stat(ctx, j.id)
+	if oerr := s.findOwner(ctx, j, mp3, err == nil); oerr != nil {
+		// Nobody is told rather than maybe the wrong user; the message is
+		// in the dead-letter queue.
+		j.log.Error("could not look up the video's owner at the redelivery limit", "reason", reason, "err", oerr)
+		return
+	}
+	if err == nil {
 		// The MP3 was stored before the crashes: report that instead.
 		if err := s.finish(ctx, j, true); err != nil {
 			j.log.Error("could not finish a converted video at the redelivery limit", "reason", reason, "err", err)
@@ -224,7 +253,70 @@ type job struct {
 	id      bson.ObjectID
 	log     *slog.Logger
 	attempt int
-	phases  []any // name, duration pairs for the final log line
+	phases  []any  // name, duration pairs for the final log line
+	stored  string // the owner stored with the video (or its MP3); "" if none
+}
+
+// owner is the user the MP3 belongs to and who is told about it: the owner
+// stored with the video (by the gateway, at upload), else (a video stored
+// by the original gateway, with no metadata) the message's username.
+func (j *job) owner() string {
+	if j.stored != "" {
+		return j.stored
+	}
+	return j.msg.Username
+}
+
+// adoptOwner takes the owner recorded in a stored file's metadata (from is
+// "video" or "mp3"). A message naming another user is logged, and
+// overruled: whoever can publish to the queue does not decide who gets
+// somebody else's MP3, or their email.
+func (j *job) adoptOwner(meta bson.Raw, from string) {
+	owner := ownerOf(meta)
+	if owner == "" {
+		return
+	}
+	if owner != j.msg.Username && j.msg.Username != "" {
+		j.log.Warn("the message's username is not the video's owner: the owner is kept",
+			"message_username", j.msg.Username, "owner", owner, "owner_from", from)
+	}
+	j.stored = owner
+}
+
+// ownerOf is a GridFS file's metadata.owner (what the gateway's /download
+// checks), or "".
+func ownerOf(meta bson.Raw) string {
+	if meta == nil {
+		return ""
+	}
+	v, err := meta.LookupErr("owner")
+	if err != nil {
+		return ""
+	}
+	s, _ := v.StringValueOK()
+	return s
+}
+
+// findOwner sets j's stored owner from its MP3 (mp3, when haveMP3) or else
+// its video, for the paths that do not open the video anyway. A video that
+// is gone leaves the message's username.
+func (s *Service) findOwner(ctx context.Context, j *job, mp3 gridfs.FileInfo, haveMP3 bool) error {
+	if haveMP3 {
+		j.adoptOwner(mp3.Metadata, "mp3")
+		if j.stored != "" {
+			return nil
+		}
+	}
+	r, info, err := s.d.Videos.Open(ctx, j.id, 0)
+	switch {
+	case errors.Is(err, gridfs.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up the video's owner: %w", err)
+	}
+	r.Close()
+	j.adoptOwner(info.Metadata, "video")
+	return nil
 }
 
 // lap records how long a phase took since start and returns now.
@@ -243,8 +335,11 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	defer cancel()
 
 	// A redelivery after the MP3 was stored: only the bookkeeping is left.
-	switch _, err := s.d.MP3s.Stat(ctx, j.id); {
+	switch mp3, err := s.d.MP3s.Stat(ctx, j.id); {
 	case err == nil:
+		if err := s.findOwner(ctx, j, mp3, true); err != nil {
+			return "", err
+		}
 		return resultAlready, s.finish(ctx, j, true)
 	case !errors.Is(err, gridfs.ErrNotFound):
 		return "", fmt.Errorf("look for an existing mp3: %w", err)
@@ -258,6 +353,7 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 		return "", fmt.Errorf("open video: %w", err)
 	}
 	defer src.Close()
+	j.adoptOwner(info.Metadata, "video")
 	switch {
 	case info.Length == 0:
 		return "", permanent("the file is empty", nil)
@@ -298,7 +394,7 @@ func (s *Service) finish(ctx context.Context, j *job, already bool) error {
 			return fmt.Errorf("get job: %w", err)
 		}
 	}
-	out := message.Conversion{VideoFID: fid, MP3FID: &fid, Username: j.msg.Username, Filename: j.msg.Filename}
+	out := message.Conversion{VideoFID: fid, MP3FID: &fid, Username: j.owner(), Filename: j.msg.Filename}
 	if err := s.d.Publisher.Publish(ctx, s.opt.MP3Queue, mq.Message{Body: out.Encode(), MessageID: fid}); err != nil {
 		return fmt.Errorf("publish mp3 message: %w", err)
 	}
@@ -311,8 +407,8 @@ func (s *Service) finish(ctx context.Context, j *job, already bool) error {
 // reportFailure tells the user: a message with Error on MP3_QUEUE, then the
 // job marked failed (a done job stays done).
 func (s *Service) reportFailure(ctx context.Context, j *job, reason string) error {
-	if strings.TrimSpace(j.msg.Username) != "" {
-		out := message.Conversion{VideoFID: j.fid(), Username: j.msg.Username, Filename: j.msg.Filename, Error: reason}
+	if strings.TrimSpace(j.owner()) != "" {
+		out := message.Conversion{VideoFID: j.fid(), Username: j.owner(), Filename: j.msg.Filename, Error: reason}
 		if err := s.d.Publisher.Publish(ctx, s.opt.MP3Queue, mq.Message{Body: out.Encode(), MessageID: j.fid()}); err != nil {
 			return fmt.Errorf("publish failure message: %w", err)
 		}
@@ -343,7 +439,11 @@ func (s *Service) malformed(ctx context.Context, log *slog.Logger, d mq.Delivery
 	}
 	log = log.With("video_fid", fid)
 	j := &job{msg: message.Conversion{VideoFID: fid, Username: user, Filename: loose.Filename}, log: log}
-	if strings.TrimSpace(user) == "" {
+	j.id, _ = bson.ObjectIDFromHex(fid)
+	if err := s.findOwner(ctx, j, gridfs.FileInfo{}, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(j.owner()) == "" {
 		jb, err := s.d.Jobs.Get(ctx, fid)
 		switch {
 		case err == nil:

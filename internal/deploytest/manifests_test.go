@@ -589,6 +589,40 @@ func (c *checker) checkBinary(svc service, spec map[string]envVar) {
 			c.errf(d, "%s is not an emptyDir mount", dir)
 		}
 	}
+
+	// The converter keeps its temporary videos within SCRATCH_LIMIT_BYTES:
+	// the scratch emptyDir's sizeLimit (which the file system's free space
+	// does not show), or less.
+	if _, ok := spec["SCRATCH_LIMIT_BYTES"]; ok {
+		lim, _ := value("SCRATCH_LIMIT_BYTES")
+		n, nerr := strconv.ParseInt(lim, 10, 64)
+		size := emptyDirSizeLimit(d, ctr, env["SCRATCH_DIR"])
+		switch sl, err := parseQuantity(size); {
+		case nerr != nil || size == "":
+			// Not a number: reported above. No sizeLimit: nothing to match.
+		case err != nil:
+			c.errf(d, "scratch emptyDir sizeLimit: %v", err)
+		case n <= 0:
+			c.errf(d, "SCRATCH_LIMIT_BYTES is not set: the scratch emptyDir's sizeLimit %s is not known to the converter", size)
+		case float64(n) > sl:
+			c.errf(d, "SCRATCH_LIMIT_BYTES %d is above the scratch emptyDir's sizeLimit %s", n, size)
+		}
+	}
+}
+
+// emptyDirSizeLimit is the sizeLimit of the emptyDir mounted at path, or "".
+func emptyDirSizeLimit(d, ctr obj, path string) string {
+	for _, m := range listAt(ctr, "volumeMounts") {
+		if filepath.Clean(str(m, "mountPath")) != filepath.Clean(path) {
+			continue
+		}
+		for _, v := range listAt(d, "spec", "template", "spec", "volumes") {
+			if str(v, "name") == str(m, "name") {
+				return str(v, "emptyDir", "sizeLimit")
+			}
+		}
+	}
+	return ""
 }
 
 func hasSelector(objs []obj, kind string, labels obj) bool {
@@ -873,6 +907,12 @@ func TestManifestChecksCatchBreakage(t *testing.T) {
 		{"no GOMEMLIMIT", func(o []obj) {
 			delete(ctr(o, "Deployment", "auth"), "env")
 		}, "GOMEMLIMIT is not set"},
+		{"scratch limit above the emptyDir", func(o []obj) {
+			mapAt(at(o, "ConfigMap", "converter-configmap"), "data")["SCRATCH_LIMIT_BYTES"] = "10737418240"
+		}, "SCRATCH_LIMIT_BYTES 10737418240 is above the scratch emptyDir's sizeLimit 5Gi"},
+		{"scratch limit not set", func(o []obj) {
+			delete(mapAt(at(o, "ConfigMap", "converter-configmap"), "data"), "SCRATCH_LIMIT_BYTES")
+		}, "SCRATCH_LIMIT_BYTES is not set"},
 		{"no scratch emptyDir", func(o []obj) {
 			c := ctr(o, "Deployment", "converter")
 			c["volumeMounts"] = c["volumeMounts"].([]any)[:1]
