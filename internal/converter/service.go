@@ -51,10 +51,12 @@ type Options struct {
 type (
 	videoStore interface {
 		Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, gridfs.FileInfo, error)
+		Delete(ctx context.Context, id bson.ObjectID) error
 	}
 	mp3Store interface {
 		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
 		Upload(ctx context.Context, name string, r io.Reader, meta any, opt gridfs.UploadOptions) (gridfs.FileInfo, error)
+		Delete(ctx context.Context, id bson.ObjectID) error
 	}
 	jobStore interface {
 		Get(ctx context.Context, id string) (jobs.Job, error)
@@ -139,6 +141,7 @@ const (
 	resultFailed    = "failed"    // permanent failure, reported to the user
 	resultRetry     = "retry"     // transient failure, retried by mq
 	resultExhausted = "exhausted" // transient failure on the last attempt: reported, dead-lettered
+	resultWithdrawn = "withdrawn" // the gateway answered the upload 503 after publishing: dropped
 )
 
 // Handle processes one message of VideoQueue (see the package comment). It
@@ -334,6 +337,9 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opt.JobTimeout)
 	defer cancel()
 
+	if withdrawn, err := s.withdrawn(ctx, j); err != nil || withdrawn {
+		return resultWithdrawn, err
+	}
 	// A redelivery after the MP3 was stored: only the bookkeeping is left.
 	switch mp3, err := s.d.MP3s.Stat(ctx, j.id); {
 	case err == nil:
@@ -376,7 +382,35 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	case err != nil:
 		return "", err
 	}
+	// The gateway may have withdrawn the upload while it was converting.
+	if withdrawn, err := s.withdrawn(ctx, j); err != nil || withdrawn {
+		return resultWithdrawn, err
+	}
 	return resultDone, s.finish(ctx, j, false)
+}
+
+// withdrawn reports whether the gateway withdrew j's upload (it answered
+// the client 503 because the broker confirmed the message too late; see
+// jobs.Withdrawn). Such a message is dropped without a word to the user,
+// who was told the upload failed: whatever it left (the video, an MP3
+// just made) is removed.
+func (s *Service) withdrawn(ctx context.Context, j *job) (bool, error) {
+	jb, err := s.d.Jobs.Get(ctx, j.fid())
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get job: %w", err)
+	case jb.Status != jobs.Withdrawn:
+		return false, nil
+	}
+	for what, del := range map[string]func(context.Context, bson.ObjectID) error{"video": s.d.Videos.Delete, "mp3": s.d.MP3s.Delete} {
+		if err := del(ctx, j.id); err != nil && !errors.Is(err, gridfs.ErrNotFound) {
+			return false, fmt.Errorf("remove the %s of a withdrawn upload: %w", what, err)
+		}
+	}
+	j.log.Info("upload withdrawn by the gateway (answered 503): message dropped, nothing reported")
+	return true, nil
 }
 
 // finish publishes the success message, then marks the job done. When the

@@ -218,7 +218,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		// No video without a message: undo, so the client can simply retry.
-		s.deleteJob(ctx, fid)
+		// The message may still reach the queue (the broker may have it and
+		// only its confirm be late): the job stays as a withdrawn
+		// tombstone, and the converter drops such a message without a word
+		// to the user, who was told the upload failed.
+		s.withdrawJob(ctx, fid)
 		discard()
 		s.refuseUpload(w, r, "publish_failed", fmt.Errorf("publish %s: %w", fid, err))
 		return
@@ -296,8 +300,8 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.WithoutCancel(ctx))
 }
 
-// deleteVideo and deleteJob undo a half-done upload even when the request's
-// context is gone (the client disconnected).
+// deleteVideo and withdrawJob undo a half-done upload even when the
+// request's context is gone (the client disconnected).
 func (s *Server) deleteVideo(ctx context.Context, id bson.ObjectID) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -306,11 +310,11 @@ func (s *Server) deleteVideo(ctx context.Context, id bson.ObjectID) {
 	}
 }
 
-func (s *Server) deleteJob(ctx context.Context, id string) {
+func (s *Server) withdrawJob(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := s.Jobs.Delete(ctx, id); err != nil && !errors.Is(err, jobs.ErrNotFound) {
-		httpx.Logger(ctx).Error("could not remove job of a failed upload", "job_id", id, "err", err)
+	if err := s.Jobs.Withdraw(ctx, id); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		httpx.Logger(ctx).Error("could not withdraw the job of a failed upload", "job_id", id, "err", err)
 	}
 }
 
@@ -621,7 +625,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		responder.Error(w, r, err)
 		return
 	}
-	if j.Username != claimsFrom(r.Context()).Username {
+	if j.Username != claimsFrom(r.Context()).Username || j.Status == jobs.Withdrawn {
 		responder.Error(w, r, jobs.ErrNotFound)
 		return
 	}

@@ -42,7 +42,7 @@ type (
 		Get(ctx context.Context, id string) (jobs.Job, error)
 		List(ctx context.Context, username string, limit int, before string) ([]jobs.Job, error)
 		CountActive(ctx context.Context, username string) (int64, error)
-		Delete(ctx context.Context, id string) error
+		Withdraw(ctx context.Context, id string) error
 	}
 	publisher interface {
 		Publish(ctx context.Context, queue string, msg mq.Message) error

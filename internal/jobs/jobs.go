@@ -25,6 +25,12 @@ const (
 	Converting Status = "converting"
 	Done       Status = "done"
 	Failed     Status = "failed"
+	// Withdrawn is an upload the gateway gave up on after it had
+	// published the message (the broker did not confirm in time, and the
+	// client was told 503): the message may still arrive, and the
+	// converter drops it. Hidden from the owner; the record stays as a
+	// tombstone until the sweeper removes it.
+	Withdrawn Status = "withdrawn"
 )
 
 // Collection is the name of the jobs collection.
@@ -122,7 +128,7 @@ func (s *Store) List(ctx context.Context, username string, limit int, before str
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
-	filter := bson.D{{Key: "username", Value: username}}
+	filter := bson.D{{Key: "username", Value: username}, {Key: "status", Value: bson.D{{Key: "$ne", Value: Withdrawn}}}}
 	if before != "" {
 		last, err := s.Get(ctx, before)
 		if err == nil && last.Username != username {
@@ -170,6 +176,12 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+// Withdraw marks a queued job Withdrawn (see Withdrawn).
+func (s *Store) Withdraw(ctx context.Context, id string) error {
+	return s.update(ctx, "withdraw", id, bson.D{{Key: "status", Value: Queued}},
+		bson.D{{Key: "status", Value: Withdrawn}})
+}
+
 // Progress marks the job converting at pct percent (clamped to 0..100). A job
 // already done or failed is left as it is.
 func (s *Store) Progress(ctx context.Context, id string, pct int) error {
@@ -180,9 +192,10 @@ func (s *Store) Progress(ctx context.Context, id string, pct int) error {
 }
 
 // Done marks the job done with its MP3's file ID, whatever its state (an MP3
-// stored after a failure report, on a retry, is still the truth).
+// stored after a failure report, on a retry, is still the truth), unless
+// it was withdrawn.
 func (s *Store) Done(ctx context.Context, id, mp3FID string) error {
-	return s.update(ctx, "done", id, nil,
+	return s.update(ctx, "done", id, bson.D{{Key: "status", Value: bson.D{{Key: "$ne", Value: Withdrawn}}}},
 		bson.D{{Key: "status", Value: Done}, {Key: "progress", Value: 100}, {Key: "mp3_fid", Value: mp3FID}, {Key: "error", Value: ""}})
 }
 

@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP forwarder a test can cut, to make a real server look down
@@ -16,7 +18,13 @@ type Proxy struct {
 	ln     net.Listener
 	addr   string
 	conns  map[net.Conn]struct{}
+	delay  atomic.Int64 // nanoseconds that what the target sends is held back
 }
+
+// Delay holds back what the target sends (the server's answers: a
+// broker's confirms, say) by d on every connection, open or new, keeping
+// its order; 0 ends it. What clients send is not delayed.
+func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // NewProxy listens on a free loopback port and forwards to target.
 func NewProxy(t testing.TB, target string) *Proxy {
@@ -90,7 +98,7 @@ func (p *Proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	go func() { p.copyDelayed(c, u); done <- struct{}{} }()
 	<-done
 	c.Close()
 	u.Close()
@@ -98,4 +106,39 @@ func (p *Proxy) forward(c net.Conn) {
 	delete(p.conns, c)
 	delete(p.conns, u)
 	p.mu.Unlock()
+}
+
+// copyDelayed copies src to dst, each piece written Delay after it was
+// read (pieces keep their order and are not held back behind one another
+// longer than that).
+func (p *Proxy) copyDelayed(dst, src net.Conn) {
+	type piece struct {
+		b   []byte
+		due time.Time
+	}
+	pieces := make(chan piece, 1024)
+	go func() {
+		defer close(pieces)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				pieces <- piece{buf[:n], time.Now().Add(time.Duration(p.delay.Load()))}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for pc := range pieces {
+		if d := time.Until(pc.due); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := dst.Write(pc.b); err != nil {
+			src.Close()
+			for range pieces { // let the reader finish
+			}
+			return
+		}
+	}
 }
