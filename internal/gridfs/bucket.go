@@ -200,10 +200,19 @@ func (b *Bucket) Stat(ctx context.Context, id bson.ObjectID) (FileInfo, error) {
 // Find returns the files documents matching filter (a query on fs.files, for
 // example bson.M{"metadata.video_fid": fid}), oldest first.
 func (b *Bucket) Find(ctx context.Context, filter any) ([]FileInfo, error) {
+	return b.FindLimit(ctx, filter, 0)
+}
+
+// FindLimit is Find returning at most limit documents (0: all).
+func (b *Bucket) FindLimit(ctx context.Context, filter any, limit int) ([]FileInfo, error) {
 	if filter == nil {
 		filter = bson.D{}
 	}
-	cur, err := b.files.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "uploadDate", Value: 1}, {Key: "_id", Value: 1}}))
+	opts := options.Find().SetSort(bson.D{{Key: "uploadDate", Value: 1}, {Key: "_id", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := b.files.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("find files: %w", err)
 	}

@@ -54,6 +54,9 @@ type Job struct {
 	Error     string    `json:"error" bson:"error"`
 	CreatedAt time.Time `json:"created_at" bson:"created_at"`
 	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+	// ExpiredAt is when the MP3 was deleted after MP3_RETENTION (null
+	// while it is kept); its download then answers 410.
+	ExpiredAt *time.Time `json:"expired_at" bson:"expired_at,omitempty"`
 }
 
 // Store keeps jobs in MongoDB.
