@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string) error {
 	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
 	ops.AddCheck("auth", authc.Ready)
-	h := gateway.NewServer(gateway.Deps{Auth: authc, Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs,
+	h := gateway.NewServer(gateway.Deps{Auth: authc, Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs, Expired: stores.Expired,
 		Publisher: broker, Ops: ops, Log: log}, gateway.Options{
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,

@@ -32,6 +32,7 @@ import (
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
+	"mp3converter/internal/retention"
 	"mp3converter/internal/testenv"
 	"mp3converter/internal/token"
 )
@@ -51,6 +52,7 @@ type env struct {
 	authStop func()
 	authAddr string // host:port of the test's auth
 	ops      *httpx.Ops
+	expired  *retention.Tombstones
 }
 
 type envOptions struct {
@@ -124,6 +126,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	ops := httpx.NewOps(httpx.NewRegistry())
 	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
 		Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
+		Expired: retention.NewTombstones(mp3sDB),
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
@@ -131,7 +134,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
-		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops,
+		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops, expired: retention.NewTombstones(mp3sDB),
 		authAddr: strings.TrimPrefix(authSrv.URL, "http://")}
 }
 

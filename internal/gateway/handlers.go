@@ -25,6 +25,7 @@ import (
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
+	"mp3converter/internal/retention"
 	"mp3converter/internal/token"
 )
 
@@ -452,18 +453,23 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.opt.RequestTimeout)
+	defer cancel()
+	claims := claimsFrom(ctx)
 	info, err := s.MP3s.Stat(sctx, id)
-	cancel()
+	if errors.Is(err, gridfs.ErrNotFound) {
+		err = s.expired(sctx, id, claims)
+	}
 	if err != nil {
-		s.metrics.downloads.WithLabelValues("not_found").Inc()
-		if !errors.Is(err, gridfs.ErrNotFound) {
+		result := "not_found"
+		if !errors.Is(err, gridfs.ErrNotFound) && !isStatus(err) {
+			result = "error"
 			err = fmt.Errorf("%w: stat mp3 %s: %w", errStorage, fid, err)
 		}
+		s.metrics.downloads.WithLabelValues(result).Inc()
 		responder.Error(w, r, err)
 		return
 	}
 	// Someone else's MP3 looks exactly like a missing one (admins see all).
-	claims := claimsFrom(ctx)
 	if owner := ownerOf(info); owner != claims.Username && !claims.IsAdmin() {
 		s.metrics.downloads.WithLabelValues("not_found").Inc()
 		responder.Error(w, r, gridfs.ErrNotFound)
@@ -477,6 +483,31 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	src := &seeker{ctx: ctx, store: s.MP3s, id: id, size: info.Length, ranges: planRanges(r, info.Length)}
 	defer src.Close()
 	http.ServeContent(&idleWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: s.opt.DownloadIdleTimeout}, r, "", info.UploadDate, src)
+}
+
+// expired answers a download of an MP3 that is not there: 410 when the
+// retention sweeper deleted it (for its owner, or an admin), else not
+// found.
+func (s *Server) expired(ctx context.Context, id bson.ObjectID, claims token.Claims) error {
+	if s.Expired == nil {
+		return gridfs.ErrNotFound
+	}
+	ts, err := s.Expired.Get(ctx, id)
+	switch {
+	case errors.Is(err, retention.ErrNotFound):
+		return gridfs.ErrNotFound
+	case err != nil:
+		return err
+	case ts.Owner != claims.Username && !claims.IsAdmin():
+		return gridfs.ErrNotFound
+	}
+	return httpx.Status(http.StatusGone, fmt.Sprintf("this MP3 expired and was deleted on %s: upload the video again to convert it anew",
+		ts.ExpiredAt.UTC().Format("2006-01-02")))
+}
+
+func isStatus(err error) bool {
+	var se *httpx.StatusError
+	return errors.As(err, &se)
 }
 
 // idleWriter moves the connection's write deadline forward before each

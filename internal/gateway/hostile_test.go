@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/gridfs"
+	"mp3converter/internal/retention"
 	"mp3converter/internal/testenv"
 )
 
@@ -241,4 +242,41 @@ func TestUserQuotas(t *testing.T) {
 			t.Fatalf("bob: %d %q", r.status, r.body)
 		}
 	})
+}
+
+// An MP3 the retention sweeper deleted answers 410 with a sentence, to its
+// owner and admins; to anyone else it is as missing as any other (404).
+func TestExpiredMP3IsGone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	info, err := e.mp3s.Upload(ctx, "a.mp3", bytes.NewReader([]byte("ID3 mp3")), bson.D{{Key: "owner", Value: "alice@example.com"}}, gridfs.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid := info.ID.Hex()
+	alice := "Bearer " + e.token(t, "alice@example.com", false)
+	if r := request(t, "GET", e.url+"/download?fid="+fid, alice, "", nil); r.status != 200 {
+		t.Fatalf("before expiry: %d", r.status)
+	}
+	at := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := e.expired.Add(ctx, retention.Tombstone{ID: info.ID, Owner: "alice@example.com", UploadedAt: info.UploadDate, ExpiredAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mp3s.Delete(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		who, authz string
+		status     int
+		body       string
+	}{
+		{"owner", alice, 410, "this MP3 expired and was deleted on 2027-01-02: upload the video again to convert it anew"},
+		{"admin", "Bearer " + e.token(t, "root@example.com", true), 410, "this MP3 expired and was deleted on 2027-01-02: upload the video again to convert it anew"},
+		{"another user", "Bearer " + e.token(t, "bob@example.com", false), 404, "not found"},
+	} {
+		if r := request(t, "GET", e.url+"/download?fid="+fid, tc.authz, "", nil); r.status != tc.status || r.body != tc.body {
+			t.Errorf("%s: %d %q, want %d %q", tc.who, r.status, r.body, tc.status, tc.body)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/mq"
+	"mp3converter/internal/retention"
 	"mp3converter/internal/token"
 	"mp3converter/internal/web"
 )
@@ -44,6 +45,9 @@ type (
 		CountActive(ctx context.Context, username string) (int64, error)
 		Withdraw(ctx context.Context, id string) error
 	}
+	expiredStore interface {
+		Get(ctx context.Context, id bson.ObjectID) (retention.Tombstone, error)
+	}
 	publisher interface {
 		Publish(ctx context.Context, queue string, msg mq.Message) error
 	}
@@ -55,6 +59,7 @@ type Deps struct {
 	Videos    videoStore
 	MP3s      mp3Store
 	Jobs      jobStore
+	Expired   expiredStore // nil: expired MP3s answer 404
 	Publisher publisher
 	Ops       *httpx.Ops
 	Log       *slog.Logger

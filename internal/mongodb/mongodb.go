@@ -14,6 +14,7 @@ import (
 
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/retention"
 )
 
 // Stores are the client and the stores opened on it.
@@ -22,6 +23,10 @@ type Stores struct {
 	Videos *gridfs.Bucket
 	MP3s   *gridfs.Bucket
 	Jobs   *jobs.Store
+	// Expired are the tombstones of MP3s the retention sweeper deleted.
+	Expired *retention.Tombstones
+	// Locks is the collection of the sweeper's lease.
+	Locks *mongo.Collection
 }
 
 // Open connects to uri (server selection and connection bounded to 5 s,
@@ -45,6 +50,8 @@ func Open(uri, videosDB, mp3sDB, app string) (*Stores, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
+	s.Expired = retention.NewTombstones(client.Database(mp3sDB))
+	s.Locks = client.Database(videosDB).Collection("locks")
 	return s, nil
 }
 
