@@ -270,9 +270,11 @@ func TestJSON(t *testing.T) {
 		want string
 	}{
 		{Job{ID: "a", Username: "u@x", Filename: "v.mp4", Status: Queued, VideoFID: "a", CreatedAt: at, UpdatedAt: at},
-			`{"id":"a","filename":"v.mp4","status":"queued","progress":0,"video_fid":"a","mp3_fid":null,"error":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z"}`},
+			`{"id":"a","filename":"v.mp4","status":"queued","progress":0,"video_fid":"a","mp3_fid":null,"error":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","expired_at":null}`},
 		{Job{ID: "a", Username: "u@x", Status: Done, Progress: 100, VideoFID: "a", MP3FID: &mp3, CreatedAt: at, UpdatedAt: at},
-			fmt.Sprintf(`{"id":"a","filename":"","status":"done","progress":100,"video_fid":"a","mp3_fid":%q,"error":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z"}`, mp3)},
+			fmt.Sprintf(`{"id":"a","filename":"","status":"done","progress":100,"video_fid":"a","mp3_fid":%q,"error":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","expired_at":null}`, mp3)},
+		{Job{ID: "a", Username: "u@x", Status: Done, Progress: 100, VideoFID: "a", MP3FID: &mp3, CreatedAt: at, UpdatedAt: at, ExpiredAt: &at},
+			fmt.Sprintf(`{"id":"a","filename":"","status":"done","progress":100,"video_fid":"a","mp3_fid":%q,"error":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","expired_at":"2025-01-02T03:04:05Z"}`, mp3)},
 	} {
 		got, err := json.Marshal(c.job)
 		if err != nil || string(got) != c.want {

@@ -86,7 +86,7 @@ func Start(t testing.TB, name, bin string, port int, env map[string]string) *Pro
 	p := &Proc{t: t, Name: name, Port: port, out: &Buffer{}}
 	if v, ok := env["OPS_PORT"]; ok {
 		p.OpsPort, _ = strconv.Atoi(v)
-	} else if name == "gateway" {
+	} else if filepath.Base(bin) == "gateway" {
 		p.OpsPort = FreePort(t)
 		env = maps.Clone(env)
 		if env == nil {
