@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack for `make test` and `make run`: the real servers the services
-# talk to (README.md, "The two commands").
+# talk to (README.md, "The two commands"; docs/architecture.md).
 #
 #   deploy/stack.sh up     ensure MariaDB, RabbitMQ, PostgreSQL, ffmpeg and the original's
 #                          libraries for Debian's /usr/bin/python3 (pymongo, gridfs, pika,
