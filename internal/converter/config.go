@@ -8,12 +8,31 @@
 // The MP3 is stored with the same ObjectID as its video, so mp3_fid always
 // equals video_fid. A redelivered message (converter killed after the upload,
 // ack lost) finds the MP3 already there and only finishes the bookkeeping
-// (job done, mp3 message published) instead of converting again; two
-// converters racing on the same video cannot both store one (the second gets
-// gridfs.ErrExists, or gridfs.ErrConflict while the first is still writing,
-// and retries later). A half-written MP3 is invisible (the GridFS files
-// document is written last) and its stray chunks are removed by the next
-// upload of that ID.
+// (job done, mp3 message published) instead of converting again.
+//
+// Two converters never work on one video at once (a duplicate message, or
+// one the broker handed to a second converter because the first kept it
+// unacked past RabbitMQ's consumer_timeout). A converter first takes the
+// video's lease (collection "leases" of the videos database, keyed by the
+// video ID, for every video, the original gateway's too), renews it every
+// third of JOB_LEASE_TTL while it works and releases it once the job's
+// outcome is published and recorded. A second converter that finds the
+// lease held defers its message (internal/mq's ErrDeferred: republished
+// after a backoff, no attempt used up, nothing reported to the user) until
+// the lease is free, then finds the MP3 made and the job done and only
+// acks. A lease whose holder died expires JOB_LEASE_TTL after its last
+// renewal, or is taken over at once when the holder was a process of the
+// same machine and PID namespace that is gone. A converter that loses its
+// lease (not renewed in time, taken over) stops, kills ffmpeg and defers
+// its message too; so does one whose broker channel closes (the broker has
+// requeued the message). Deferrals are bounded (twice the longest a lease
+// can be held): beyond that they count as failed attempts.
+//
+// Underneath, the GridFS store refuses a second writer of one file ID
+// while the first still writes it (gridfs.ErrConflict, also deferred), so
+// that one writer's stray-chunk cleanup never removes another's chunks. A
+// half-written MP3 is invisible (the GridFS files document is written
+// last) and its stray chunks are removed by the next upload of that ID.
 //
 // # Streaming
 //
@@ -115,7 +134,17 @@ import (
 //	MAX_DURATION       3h            longest audio converted; a longer input fails with a clear reason
 //	MAX_INPUT_BYTES    4294967296    largest video accepted (4 GiB); larger fails with a clear reason
 //	PROBE_TIMEOUT      1m            bound of one ffprobe run
-//	JOB_TIMEOUT        1h            bound of one whole job; a job that outlasts it is retried
+//	JOB_TIMEOUT        25m           bound of one whole job; a job that outlasts it is retried. It must stay below
+//	                                 RabbitMQ's consumer_timeout (BROKER_CONSUMER_TIMEOUT), see below
+//	JOB_LEASE_TTL      2m            a conversion holds a lease on its video, renewed every third of this; a second
+//	                                 converter handed the same video waits (its message is deferred, not failed)
+//	                                 until the lease is released, or expires this long after its holder died (at
+//	                                 once when the holder was a process on the same machine that is gone)
+//	BROKER_CONSUMER_TIMEOUT 30m      RabbitMQ's consumer_timeout (its default; the manifests state it): how long
+//	                                 the broker lets a delivery stay unacked before it closes the channel and
+//	                                 hands the message to another consumer. The converter refuses to start when
+//	                                 JOB_TIMEOUT + MAX_RETRY_BACKOFF + 2m (reporting, republishing) is not below
+//	                                 it; 0 means the broker has no consumer timeout (no check)
 //	SHUTDOWN_TIMEOUT   60s           on SIGTERM, how long conversions in flight may finish; then ffmpeg is
 //	                                 killed and their messages requeued (keep it below the pod's
 //	                                 terminationGracePeriodSeconds)
@@ -147,8 +176,30 @@ type Config struct {
 	MaxDuration     time.Duration `env:"MAX_DURATION" envDefault:"3h"`
 	MaxInputBytes   int64         `env:"MAX_INPUT_BYTES" envDefault:"4294967296"`
 	ProbeTimeout    time.Duration `env:"PROBE_TIMEOUT" envDefault:"1m"`
-	JobTimeout      time.Duration `env:"JOB_TIMEOUT" envDefault:"1h"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"60s"`
+	// JobTimeout's default stays below RabbitMQ's default consumer_timeout
+	// (30 minutes since RabbitMQ 3.8.15), with room for the retry backoff
+	// and the reports (see LongestUnacked): a delivery left unacked longer
+	// than that is taken back by the broker, which closes the channel and
+	// hands the message to another converter while the first one still
+	// runs (the first is then cancelled, its work wasted). A conversion
+	// within the defaults (3 h of audio, 4 GiB) takes a few minutes.
+	JobTimeout            time.Duration `env:"JOB_TIMEOUT" envDefault:"25m"`
+	LeaseTTL              time.Duration `env:"JOB_LEASE_TTL" envDefault:"2m"`
+	BrokerConsumerTimeout time.Duration `env:"BROKER_CONSUMER_TIMEOUT" envDefault:"30m"`
+	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"60s"`
+}
+
+// settleMargin is the time a delivery may stay unacked beyond JOB_TIMEOUT
+// and the retry backoff: reporting a failure (reportMargin) and publishing
+// the retry copy (mq's 30 s PublishTimeout).
+const settleMargin = 2 * time.Minute
+
+// LongestUnacked is the longest a delivery of VIDEO_QUEUE stays unacked
+// with this configuration: JOB_TIMEOUT, then the reports, then the retry
+// backoff (the message is held while it waits) and the republish. It must
+// stay below the broker's consumer_timeout.
+func (c Config) LongestUnacked() time.Duration {
+	return c.JobTimeout + c.MaxRetryBackoff + settleMargin
 }
 
 // Options turns the configuration into the service's Options, checking it:
@@ -187,6 +238,16 @@ func (c Config) Options() (Options, error) {
 		return Options{}, errors.New("SCRATCH_LIMIT_BYTES must be ≥ 0 (0: no limit but the file system's free space)")
 	case c.ProbeTimeout <= 0 || c.JobTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return Options{}, errors.New("PROBE_TIMEOUT, JOB_TIMEOUT and SHUTDOWN_TIMEOUT must be > 0")
+	case c.LeaseTTL < 3*time.Second:
+		return Options{}, errors.New("JOB_LEASE_TTL must be ≥ 3s (it is renewed every third of it)")
+	case c.BrokerConsumerTimeout < 0:
+		return Options{}, errors.New("BROKER_CONSUMER_TIMEOUT must be ≥ 0 (0: the broker has no consumer timeout)")
+	case c.BrokerConsumerTimeout > 0 && c.LongestUnacked() >= c.BrokerConsumerTimeout:
+		return Options{}, fmt.Errorf("JOB_TIMEOUT %s + MAX_RETRY_BACKOFF %s + %s (reports, republishing) must stay below "+
+			"BROKER_CONSUMER_TIMEOUT %s, RabbitMQ's consumer_timeout: a message unacked longer than that is taken back "+
+			"by the broker and handed to another converter while this one still converts it. Lower JOB_TIMEOUT, or raise "+
+			"consumer_timeout in RabbitMQ's configuration and BROKER_CONSUMER_TIMEOUT with it",
+			c.JobTimeout, c.MaxRetryBackoff, settleMargin, c.BrokerConsumerTimeout)
 	}
 	scratch := c.ScratchDir
 	if scratch == "" {
@@ -219,6 +280,7 @@ func (c Config) Options() (Options, error) {
 		MaxInputBytes:   c.MaxInputBytes,
 		ProbeTimeout:    c.ProbeTimeout,
 		JobTimeout:      c.JobTimeout,
+		LeaseTTL:        c.LeaseTTL,
 		ShutdownTimeout: c.ShutdownTimeout,
 	}, nil
 }

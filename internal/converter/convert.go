@@ -120,7 +120,7 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 		return nil
 	}
 	stopProgress := s.trackProgress(cctx, j, run, dur)
-	up, uerr := s.d.MP3s.Upload(cctx, name, run, meta, gridfs.UploadOptions{ID: j.id})
+	up, uerr := s.d.MP3s.Upload(cctx, name, run, meta, gridfs.UploadOptions{ID: j.id, Writer: j.writer, Supersede: j.supersede})
 	cancel() // ffmpeg is killed if the upload stopped reading early
 	werr := run.wait()
 	<-run.feedDone

@@ -21,7 +21,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		conversions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "conversions_total",
 			Help: "Conversion messages handled, by result: done, already (a redelivery of a converted video), " +
-				"failed (permanent, reported to the user), retry (transient), exhausted (transient on the last attempt: reported, dead-lettered).",
+				"failed (permanent, reported to the user), retry (transient), exhausted (transient on the last attempt: reported, dead-lettered), " +
+				"deferred (another converter holds the video's lease: tried again later, nothing reported), withdrawn (the gateway gave the upload up).",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "conversion_duration_seconds",

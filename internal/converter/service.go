@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -41,6 +42,9 @@ type Options struct {
 	MaxInputBytes   int64
 	ProbeTimeout    time.Duration
 	JobTimeout      time.Duration
+	// LeaseTTL is how long a video's lease lasts unrenewed (renewed every
+	// third of it) [2m].
+	LeaseTTL time.Duration
 	// ProgressInterval is the least time between two progress updates of
 	// a job record [1s].
 	ProgressInterval time.Duration
@@ -63,6 +67,9 @@ type (
 		Progress(ctx context.Context, id string, pct int) error
 		Done(ctx context.Context, id, mp3FID string) error
 		Failed(ctx context.Context, id, reason string) error
+		TakeLease(ctx context.Context, id string, h jobs.Holder, ttl time.Duration, dead func(jobs.Holder) bool) (jobs.Lease, error)
+		RenewLease(ctx context.Context, id, owner string, ttl time.Duration) error
+		ReleaseLease(ctx context.Context, id, owner string) error
 	}
 	publisher interface {
 		Publish(ctx context.Context, queue string, msg mq.Message) error
@@ -85,6 +92,11 @@ type Service struct {
 	d       Deps
 	opt     Options
 	scratch *scratchSpace
+	self    jobs.Holder   // this converter as a lease holder (see lease.go)
+	seq     atomic.Uint64 // numbers the jobs' lease owners
+	// maxDeferrals bounds the deferrals of a message for another
+	// converter's lease (see maxDeferrals).
+	maxDeferrals int
 }
 
 // New checks the dependencies and options and returns a Service.
@@ -106,7 +118,19 @@ func New(d Deps, opt Options) (*Service, error) {
 	if opt.MaxAttempts <= 0 {
 		opt.MaxAttempts = 5
 	}
-	return &Service{d: d, opt: opt, scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit)}, nil
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = 2 * time.Minute
+	}
+	// mq's defaults where unset.
+	base, limit := opt.RetryBackoff, opt.MaxRetryBackoff
+	if base <= 0 {
+		base = time.Second
+	}
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	return &Service{d: d, opt: opt, scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit),
+		self: processHolder(), maxDeferrals: maxDeferrals(opt.JobTimeout, opt.LeaseTTL, base, limit)}, nil
 }
 
 // Consumer is the part of *mq.Conn that Run needs.
@@ -126,6 +150,7 @@ func (s *Service) Run(ctx context.Context, c Consumer) error {
 		Prefetch:          s.opt.Prefetch,
 		MaxAttempts:       s.opt.MaxAttempts,
 		MaxRedeliveries:   s.opt.MaxRedeliveries,
+		MaxDeferrals:      s.maxDeferrals,
 		OnRedeliveryLimit: s.redeliveryLimit,
 		RetryBackoff:      s.opt.RetryBackoff,
 		MaxBackoff:        s.opt.MaxRetryBackoff,
@@ -142,12 +167,15 @@ const (
 	resultRetry     = "retry"     // transient failure, retried by mq
 	resultExhausted = "exhausted" // transient failure on the last attempt: reported, dead-lettered
 	resultWithdrawn = "withdrawn" // the gateway answered the upload 503 after publishing: dropped
+	// resultDeferred (lease.go): another converter holds the video's lease.
 )
 
 // Handle processes one message of VideoQueue (see the package comment). It
 // returns nil once the MP3 is stored, the mp3 message is confirmed and the
 // job is done; an error wrapping mq.ErrPermanent after a permanent failure
-// was reported; any other error to have the message retried.
+// was reported; one wrapping mq.ErrDeferred when another converter holds
+// the video's lease (nothing is reported: that converter does); any other
+// error to have the message retried.
 func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	start := time.Now()
 	s.d.Metrics.begin()
@@ -168,13 +196,29 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	j := &job{msg: msg, log: log, attempt: d.Attempt}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID) // Decode checked it
 
-	result, err := s.handle(ctx, j)
+	result := resultRetry
+	lctx, release, err := s.lease(ctx, j)
+	if err == nil {
+		defer release()
+		result, err = s.handle(lctx, j)
+		if err != nil && errors.Is(context.Cause(lctx), errLeaseLost) {
+			err = fmt.Errorf("%w: %w: %w", errBusy, errLeaseLost, err)
+		}
+	}
 	var pf *permanentError
 	switch {
 	case err == nil:
+	case errors.Is(err, errBusy) && d.Deferrals < s.maxDeferrals:
+		// Not a failure: whoever holds the video reports its outcome.
+		result, err = resultDeferred, fmt.Errorf("%w: %w", mq.ErrDeferred, err)
+	case errors.Is(err, errBusy):
+		// Deferred for longer than a conversion can last: mq counts it as
+		// a failed attempt from now on.
+		log.Error("the video has been held by another converter for too long", "deferrals", d.Deferrals, "err", err)
+		result = resultRetry
 	case errors.As(err, &pf):
 		log.Warn("conversion failed permanently", "reason", pf.reason, "err", pf.err)
-		if rerr := s.reportFailure(ctx, j, pf.reason); rerr != nil {
+		if rerr := s.reportFailure(lctx, j, pf.reason); rerr != nil {
 			// Retry, to tell the user next time.
 			result, err = resultRetry, fmt.Errorf("report failure %q: %w", pf.reason, rerr)
 		} else {
@@ -230,6 +274,18 @@ func (s *Service) redeliveryLimit(ctx context.Context, d mq.Delivery, reason str
 	}
 	j := &job{msg: msg, log: httpx.Logger(ctx).With("video_fid", msg.VideoFID)}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID)
+	switch lctx, release, err := s.lease(ctx, j); {
+	case errors.Is(err, errBusy):
+		// A converter is working on the video (a duplicate message): it
+		// reports the outcome, which this one must not contradict.
+		j.log.Info("redelivery limit reached while another converter works on the video: nothing reported", "reason", reason)
+		return
+	case err != nil:
+		j.log.Warn("could not take the video's lease at the redelivery limit; reporting all the same", "err", err)
+	default:
+		defer release()
+		ctx = lctx
+	}
 	mp3, err := s.d.MP3s.Stat(ctx, j.id)
 	if oerr := s.findOwner(ctx, j, mp3, err == nil); oerr != nil {
 		// Nobody is told rather than maybe the wrong user; the message is
@@ -258,6 +314,10 @@ type job struct {
 	attempt int
 	phases  []any  // name, duration pairs for the final log line
 	stored  string // the owner stored with the video (or its MP3); "" if none
+	// writer is this job's lease owner, and the name of its MP3 upload;
+	// supersede is the lease holder it took over from (expired, or dead),
+	// whose upload of the MP3, if any, is gone too.
+	writer, supersede string
 }
 
 // owner is the user the MP3 belongs to and who is told about it: the owner
@@ -379,6 +439,10 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 		// Another converter stored it meanwhile (a duplicate delivery).
 		j.log.Info("mp3 stored meanwhile by another converter")
 		return resultAlready, s.finish(ctx, j, true)
+	case errors.Is(err, gridfs.ErrConflict):
+		// Another writer of this MP3 (one whose lease was lost, or one that
+		// died while writing: its claim expires) is still on record.
+		return "", fmt.Errorf("%w: %w", errBusy, err)
 	case err != nil:
 		return "", err
 	}

@@ -71,6 +71,7 @@ func checkManifests(objs []obj, specs map[string]map[string]envVar) []error {
 	for _, svc := range services {
 		c.checkBinary(svc, specs[svc.name])
 	}
+	c.checkConsumerTimeout()
 	return c.errs
 }
 
@@ -923,6 +924,23 @@ func TestManifestChecksCatchBreakage(t *testing.T) {
 		{"root user", func(o []obj) {
 			mapAt(at(o, "Deployment", "notification"), "spec", "template", "spec", "securityContext")["runAsNonRoot"] = false
 		}, "runAsNonRoot"},
+		{"JOB_TIMEOUT above the broker's consumer_timeout", func(o []obj) {
+			mapAt(at(o, "ConfigMap", "converter-configmap"), "data")["JOB_TIMEOUT"] = "1h"
+		}, "is not below RabbitMQ's consumer_timeout 30m0s"},
+		{"default JOB_TIMEOUT above a lower consumer_timeout", func(o []obj) {
+			delete(mapAt(at(o, "ConfigMap", "converter-configmap"), "data"), "JOB_TIMEOUT")
+			mapAt(at(o, "ConfigMap", "rabbitmq-config"), "data")["90-mp3converter.conf"] = "consumer_timeout = 1200000\n"
+		}, "JOB_TIMEOUT 25m0s (default) + MAX_RETRY_BACKOFF"},
+		{"no consumer_timeout in RabbitMQ's configuration", func(o []obj) {
+			mapAt(at(o, "ConfigMap", "rabbitmq-config"), "data")["90-mp3converter.conf"] = "# consumer_timeout = 1800000\n"
+		}, "states no consumer_timeout"},
+		{"RabbitMQ's configuration not mounted", func(o []obj) {
+			c := ctr(o, "StatefulSet", "rabbitmq")
+			c["volumeMounts"] = c["volumeMounts"].([]any)[:2]
+		}, "states no consumer_timeout"},
+		{"BROKER_CONSUMER_TIMEOUT not the broker's", func(o []obj) {
+			mapAt(at(o, "ConfigMap", "converter-configmap"), "data")["BROKER_CONSUMER_TIMEOUT"] = "1h"
+		}, "BROKER_CONSUMER_TIMEOUT 1h0m0s is not RabbitMQ's consumer_timeout 30m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

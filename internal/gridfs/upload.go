@@ -3,9 +3,11 @@ package gridfs
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,14 +18,34 @@ import (
 // default chunk size and no size limit.
 type UploadOptions struct {
 	// ID of the new file; zero means a fresh ObjectID. With a given ID, an
-	// existing file gives ErrExists, and chunks of that ID without a files
-	// document (left by a writer that died) are removed first.
+	// existing file gives ErrExists, another upload of that ID still
+	// running gives ErrConflict (see Upload), and chunks of that ID without
+	// a files document (left by a writer that died) are removed first.
 	ID bson.ObjectID
 	// ChunkSize in bytes; 0 means DefaultChunkSize.
 	ChunkSize int32
 	// MaxBytes > 0 limits the file size: a longer stream gives ErrTooLarge.
 	MaxBytes int64
+	// ClaimTTL is how long the claim of an upload with a given ID lasts
+	// unrenewed (it is renewed every third of it): how long a writer that
+	// died keeps the ID from the next upload [30s].
+	ClaimTTL time.Duration
+	// Writer names this upload in its claim on a given ID; unique to the
+	// upload [random].
+	Writer string
+	// Supersede names a writer that the caller knows is gone (it took over
+	// that writer's exclusive lease on the file): its claim on the ID is
+	// taken over at once, expired or not, and its chunks removed.
+	Supersede string
 }
+
+// uploadsCollection holds the claims of the uploads with a given ID that
+// are running: {_id: file ID, writer, until}. It is not part of the GridFS
+// layout; other GridFS tools neither need nor see it.
+const uploadsCollection = "fs.uploads"
+
+// defaultClaimTTL is UploadOptions.ClaimTTL's default.
+const defaultClaimTTL = 30 * time.Second
 
 // Upload streams r into a new file named name, with meta (a document, or
 // nil) stored as its metadata. It holds one insert batch (≈4 MiB) in memory
@@ -31,6 +53,18 @@ type UploadOptions struct {
 // the file becomes visible only once complete. On any failure (r's error,
 // ctx cancelled, ErrTooLarge, ErrExists, ErrConflict) the chunks this upload
 // wrote are removed, best effort, and the error is returned.
+//
+// An upload with a given ID first claims that ID (a document in
+// fs.uploads, renewed every third of ClaimTTL while it runs, removed when
+// it ends), and only then removes the ID's stray chunks: a second upload of
+// the ID while the first runs gets ErrConflict at once and touches none of
+// the first's chunks, so two writers of one ID (two converters on one
+// video) never interleave. A writer that died leaves a claim that expires
+// after ClaimTTL (or at once for the caller that names it in Supersede);
+// the next upload takes it over and removes the dead writer's chunks. An
+// upload that loses its claim (not renewed in time, taken over) stops with
+// ErrConflict before writing its files document. Claims are compared with
+// the writers' clocks, which must agree (NTP).
 func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any, opt UploadOptions) (FileInfo, error) {
 	chunkSize := opt.ChunkSize
 	if chunkSize == 0 {
@@ -51,18 +85,40 @@ func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any,
 	given := !opt.ID.IsZero()
 	if !given {
 		info.ID = bson.NewObjectID()
-	} else if err := b.clearStrays(ctx, info.ID); err != nil {
-		return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
 	}
-
 	u, err := newUpload(b, info)
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("upload %q: %w", name, err)
+	}
+	if given {
+		ttl := opt.ClaimTTL
+		if ttl <= 0 {
+			ttl = defaultClaimTTL
+		}
+		writer := opt.Writer
+		if writer == "" {
+			writer = hex.EncodeToString(u.prefix[:])
+		}
+		cl, err := b.claim(ctx, info.ID, writer, opt.Supersede, ttl)
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
+		}
+		defer cl.release(ctx)
+		var stop func()
+		ctx, stop = cl.keep(ctx)
+		defer stop()
+		u.claim = cl
+		if err := b.clearStrays(ctx, info.ID); err != nil {
+			return FileInfo{}, fmt.Errorf("upload %q as %s: %w", name, info.ID.Hex(), err)
+		}
 	}
 	if opt.MaxBytes > 0 {
 		r = io.LimitReader(r, opt.MaxBytes+1)
 	}
 	if err := u.run(ctx, r, opt.MaxBytes, given); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrConflict) && !errors.Is(err, ErrConflict) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		if u.wrote {
 			if cerr := u.cleanup(ctx); cerr != nil {
 				// The server is likely down (the reason the upload failed):
@@ -78,7 +134,8 @@ func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any,
 }
 
 // clearStrays returns ErrExists when id's files document exists, and
-// otherwise removes chunks of id that have no files document.
+// otherwise removes chunks of id that have no files document. The caller
+// holds id's claim: no other upload of id is running.
 func (b *Bucket) clearStrays(ctx context.Context, id bson.ObjectID) error {
 	_, err := b.Stat(ctx, id)
 	switch {
@@ -100,6 +157,7 @@ type upload struct {
 	prefix [9]byte // chunk _id: prefix + 3-byte n, see chunkID
 	chunks int64   // chunks inserted so far
 	wrote  bool    // an insert was attempted: cleanup is needed on failure
+	claim  *claim  // the claim on a given ID, or nil
 }
 
 func newUpload(b *Bucket, info FileInfo) (*upload, error) {
@@ -178,9 +236,19 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 		}
 		u.chunks += int64(len(docs))
 	}
+	if u.claim != nil {
+		// Still ours, for ClaimTTL from now: nobody else can take the ID
+		// over (and remove our chunks as strays) before the files document
+		// is written.
+		if err := u.claim.renew(ctx); err != nil {
+			return err
+		}
+	}
 	if verify {
 		// With a given ID another writer of the same ID may have removed
-		// our chunks as strays: make sure all of them are still there.
+		// our chunks as strays (one that does not claim IDs, or one that
+		// took over a claim we failed to renew): make sure all of them are
+		// still there.
 		got, err := u.b.chunks.CountDocuments(ctx, u.ours())
 		if err != nil {
 			return fmt.Errorf("count chunks: %w", err)
@@ -207,6 +275,129 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 		return fmt.Errorf("insert files document: %w", err)
 	}
 	return nil
+}
+
+// claim is an upload's claim on a given file ID (see Upload).
+type claim struct {
+	c      *mongo.Collection
+	id     bson.ObjectID
+	writer string
+	ttl    time.Duration
+
+	mu    sync.Mutex
+	until time.Time // as last renewed
+}
+
+// claim claims id for writer: when no claim exists, or the one that does
+// has expired (its writer died) or is supersede's. Of several uploads at
+// once exactly one gets it (an insert decides, on MongoDB and on FerretDB,
+// whose conditional writes are not atomic); the others get ErrConflict.
+func (b *Bucket) claim(ctx context.Context, id bson.ObjectID, writer, supersede string, ttl time.Duration) (*claim, error) {
+	c := b.files.Database().Collection(uploadsCollection)
+	for range 5 {
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		doc := bson.D{{Key: "_id", Value: id}, {Key: "writer", Value: writer}, {Key: "until", Value: now.Add(ttl)}}
+		_, err := c.InsertOne(ctx, doc)
+		switch {
+		case err == nil:
+			return &claim{c: c, id: id, writer: writer, ttl: ttl, until: now.Add(ttl)}, nil
+		case !mongo.IsDuplicateKeyError(err):
+			return nil, fmt.Errorf("claim the id: %w", err)
+		}
+		var cur struct {
+			Writer string    `bson:"writer"`
+			Until  time.Time `bson:"until"`
+		}
+		switch err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur); {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			continue // released meanwhile
+		case err != nil:
+			return nil, fmt.Errorf("claim the id: %w", err)
+		case cur.Until.After(now) && (supersede == "" || cur.Writer != supersede):
+			return nil, fmt.Errorf("%w (claimed by another upload until %s)", ErrConflict, cur.Until.Format(time.RFC3339Nano))
+		}
+		// Expired, or superseded: the first to insert the marker of that
+		// very claim replaces it.
+		marker := fmt.Sprintf("takeover:%s:%s:%d", id.Hex(), cur.Writer, cur.Until.UnixMilli())
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: marker}}); err != nil {
+			if mongo.IsDuplicateKeyError(err) {
+				return nil, fmt.Errorf("%w (another upload is taking over an expired claim)", ErrConflict)
+			}
+			return nil, fmt.Errorf("claim the id: %w", err)
+		}
+		res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "writer", Value: cur.Writer},
+			{Key: "until", Value: cur.Until}}, doc)
+		_, _ = c.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: marker}})
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("claim the id: %w", err)
+		case res.MatchedCount > 0:
+			return &claim{c: c, id: id, writer: writer, ttl: ttl, until: now.Add(ttl)}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w (claim contended)", ErrConflict)
+}
+
+// renew extends the claim to ttl from now; ErrConflict if it is no longer
+// this writer's.
+func (cl *claim) renew(ctx context.Context) error {
+	now := time.Now().UTC()
+	res, err := cl.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: cl.id}, {Key: "writer", Value: cl.writer}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now.Add(cl.ttl)}}}})
+	switch {
+	case err != nil:
+		return fmt.Errorf("renew the id's claim: %w", err)
+	case res.MatchedCount == 0:
+		return fmt.Errorf("%w (the id's claim was lost)", ErrConflict)
+	}
+	cl.mu.Lock()
+	cl.until = now.Add(cl.ttl)
+	cl.mu.Unlock()
+	return nil
+}
+
+// keep renews the claim every third of its ttl until stop is called. The
+// returned ctx is cancelled with cause ErrConflict once the claim is lost
+// or could not be renewed before it expires.
+func (cl *claim) keep(ctx context.Context) (context.Context, func()) {
+	kctx, lose := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		every := cl.ttl / 3
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(kctx, every)
+			err := cl.renew(rctx)
+			cancel()
+			cl.mu.Lock()
+			left := time.Until(cl.until)
+			cl.mu.Unlock()
+			switch {
+			case err == nil || kctx.Err() != nil:
+			case errors.Is(err, ErrConflict), left < every:
+				lose(fmt.Errorf("%w (the id's claim could not be kept: %v)", ErrConflict, err))
+				return
+			}
+		}
+	}()
+	return kctx, func() {
+		lose(context.Canceled)
+		<-done
+	}
+}
+
+// release removes the claim if it is still this writer's.
+func (cl *claim) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_, _ = cl.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: cl.id}, {Key: "writer", Value: cl.writer}})
 }
 
 // cleanup removes this upload's chunks with a fresh bounded context, as ctx

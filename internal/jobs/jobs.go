@@ -3,6 +3,11 @@
 // them for their owner. Records live in the collection "jobs" (database
 // "videos"); a job's ID is its video's GridFS ObjectID in hex, the video_fid
 // of the queue message, so the converter finds the job from the message.
+//
+// Beside the jobs, the collection "leases" holds the converters' leases
+// (see TakeLease): while a converter works on a video it holds that video's
+// lease, so that a second converter handed the same video (a duplicate or
+// redelivered message) waits instead of converting it too.
 package jobs
 
 import (
@@ -61,8 +66,9 @@ type Job struct {
 
 // Store keeps jobs in MongoDB.
 type Store struct {
-	c   *mongo.Collection
-	now func() time.Time
+	c      *mongo.Collection
+	leases *mongo.Collection
+	now    func() time.Time
 }
 
 // NewStore returns the store of db's "jobs" collection, creating its index
@@ -72,8 +78,9 @@ func NewStore(db *mongo.Database) (*Store, error) {
 		return nil, errors.New("jobs: nil database")
 	}
 	s := &Store{
-		c:   db.Collection(Collection),
-		now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+		c:      db.Collection(Collection),
+		leases: db.Collection(LeaseCollection),
+		now:    func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

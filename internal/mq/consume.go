@@ -20,10 +20,21 @@ import (
 )
 
 // Handler processes one delivery. nil means done (ack); an error wrapping
-// ErrPermanent means "failed, don't retry" (ack); any other error is
+// ErrPermanent means "failed, don't retry" (ack); one wrapping ErrDeferred
+// means "not now, somebody else is at it" (republished after a backoff, no
+// attempt counted, up to ConsumeOptions.MaxDeferrals); any other error is
 // transient (retry later, dead-letter after ConsumeOptions.MaxAttempts).
-// ctx carries a logger with the message ID (httpx.Logger(ctx)); it is
-// cancelled only when a shutdown outlasts ConsumeOptions.ShutdownTimeout.
+//
+// ctx carries a logger with the message ID (httpx.Logger(ctx)). It is
+// cancelled as soon as the delivery can no longer be acked: its channel
+// or connection closed (the broker lost us, or took the message back
+// because it stayed unacked longer than its consumer_timeout), so the
+// broker has requeued the message and will hand it to a consumer again,
+// and whatever the handler still does is wasted and races with that next
+// consumer. Such a handling is not retried (the redelivery is the retry).
+// ctx is also cancelled when a shutdown outlasts
+// ConsumeOptions.ShutdownTimeout. A handler must stop promptly once ctx is
+// done.
 type Handler func(ctx context.Context, d Delivery) error
 
 // Delivery is one message handed to a Handler.
@@ -38,7 +49,10 @@ type Delivery struct {
 	// consumer died on it, lost its connection or stopped): the
 	// HeaderRedeliveries header.
 	Redeliveries int
-	Headers      map[string]any
+	// Deferrals is how often a handler deferred it (ErrDeferred): the
+	// HeaderDeferrals header.
+	Deferrals int
+	Headers   map[string]any
 }
 
 // ConsumeOptions tune Consume. Zero values take the defaults in brackets.
@@ -65,6 +79,10 @@ type ConsumeOptions struct {
 	// handled again: a message that crashes every consumer does not crash
 	// them for ever [10].
 	MaxRedeliveries int
+	// MaxDeferrals bounds how often a message may be deferred (the
+	// handler's error wraps ErrDeferred) without the deferral counting as a
+	// failed attempt [100].
+	MaxDeferrals int
 	// OnRedeliveryLimit, if set, is called (best effort) for a message
 	// dead-lettered because of MaxRedeliveries, to tell whoever waits for
 	// it; its ctx has a deadline.
@@ -100,6 +118,9 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 	if o.MaxRedeliveries <= 0 {
 		o.MaxRedeliveries = 10
 	}
+	if o.MaxDeferrals <= 0 {
+		o.MaxDeferrals = 100
+	}
 	if o.Log == nil {
 		o.Log = log
 	}
@@ -117,6 +138,14 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 // and HeaderOriginalQueue, then acked. If that publish fails, the original
 // is nacked with requeue: nothing is lost, nothing loops forever. A
 // panicking handler counts as a transient error.
+//
+// A handler's error wrapping ErrDeferred republishes the message after a
+// backoff (RetryBackoff doubling up to MaxBackoff, by the number of
+// deferrals) with HeaderDeferrals incremented and HeaderAttempts unchanged;
+// beyond opt.MaxDeferrals it is handled like a transient error.
+//
+// A handler whose delivery's channel or connection closes has its ctx
+// cancelled (see Handler); the broker redelivers the message.
 //
 // A delivery the broker marks redelivered (a consumer took it and never
 // settled it) is not handled at once: it is republished (confirmed) with
@@ -191,12 +220,16 @@ type consumer struct {
 // inflight is a delivery being handled. Whoever claims it first (the
 // handler's goroutine, or shutdown after the timeout) acks or nacks it.
 type inflight struct {
-	d       amqp.Delivery
-	ch      *amqp.Channel
-	id      string
-	attempt int
-	log     *slog.Logger
-	claimed atomic.Bool
+	d  amqp.Delivery
+	ch *amqp.Channel
+	// alive is done once ch is closed (the delivery can no longer be
+	// settled) or the shutdown timed out: the parent of the handler's ctx.
+	alive     context.Context
+	id        string
+	attempt   int
+	deferrals int
+	log       *slog.Logger
+	claimed   atomic.Bool
 }
 
 func (f *inflight) claim() bool { return f.claimed.CompareAndSwap(false, true) }
@@ -225,6 +258,15 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 		return nil, fmt.Errorf("set prefetch: %w", err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	// The deliveries of ch can be settled only while ch is open: once it
+	// closes (whoever closes it, the broker or a dead connection), the
+	// broker requeues them and their handlers are cancelled.
+	alive, lost := context.WithCancel(cs.work)
+	gone := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		<-gone
+		lost()
+	}()
 	tag := cs.queue + "-" + httpx.NewID()
 	deliveries, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
 	if err != nil {
@@ -260,7 +302,7 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 				cs.stopTaking(ch, tag, deliveries)
 				return ch, nil
 			}
-			cs.start(ch, d)
+			cs.start(ch, alive, d)
 		}
 	}
 }
@@ -285,14 +327,15 @@ func (cs *consumer) requeue(d amqp.Delivery) {
 	cs.m.onHandled(cs.queue, OutcomeRequeued)
 }
 
-func (cs *consumer) start(ch *amqp.Channel, d amqp.Delivery) {
+func (cs *consumer) start(ch *amqp.Channel, alive context.Context, d amqp.Delivery) {
 	id := d.MessageId
 	if id == "" {
 		id = httpx.NewID()
 	}
 	attempt := attempts(d.Headers)
-	f := &inflight{d: d, ch: ch, id: id, attempt: attempt,
-		log: cs.log.With("message_id", id, "attempt", attempt)}
+	f := &inflight{d: d, ch: ch, alive: alive, id: id, attempt: attempt,
+		deferrals: headerCount(d.Headers[HeaderDeferrals]),
+		log:       cs.log.With("message_id", id, "attempt", attempt)}
 	cs.mu.Lock()
 	cs.inflight[f] = struct{}{}
 	cs.mu.Unlock()
@@ -312,7 +355,7 @@ func (cs *consumer) handle(f *inflight) {
 		<-cs.sem
 		return
 	}
-	ctx, cancel := context.WithCancel(cs.work)
+	ctx, cancel := context.WithCancel(f.alive)
 	defer cancel()
 	ctx = httpx.WithLogger(ctx, f.log)
 
@@ -326,6 +369,14 @@ func (cs *consumer) handle(f *inflight) {
 		// The shutdown timed out, cancelled the handler and requeued the
 		// message already: its error is that cancellation, not a failure.
 		f.log.Debug("handler returned after its message was requeued", "err", err)
+	case f.alive.Err() != nil:
+		// Its channel closed: the broker has requeued the message, and a
+		// copy (a retry) would be a duplicate of the redelivery.
+		if f.claim() {
+			f.log.Warn("the message's channel closed while it was handled: handler cancelled, the broker redelivers it",
+				"err", err)
+			cs.m.onHandled(cs.queue, OutcomeLost)
+		}
 	case err == nil:
 		if f.claim() {
 			cs.ack(f, OutcomeAcked)
@@ -336,6 +387,8 @@ func (cs *consumer) handle(f *inflight) {
 			f.log.Warn("message failed permanently, not retrying", "err", err)
 			cs.ack(f, OutcomeFailed)
 		}
+	case errors.Is(err, ErrDeferred) && f.deferrals < cs.opt.MaxDeferrals:
+		cs.deferral(f, err)
 	default:
 		cs.retry(f, err)
 	}
@@ -357,6 +410,7 @@ func (f *inflight) delivery() Delivery {
 		MessageID:    f.id,
 		Attempt:      f.attempt,
 		Redeliveries: headerCount(f.d.Headers[HeaderRedeliveries]),
+		Deferrals:    f.deferrals,
 		Headers:      maps.Clone(map[string]any(f.d.Headers)),
 	}
 }
@@ -372,13 +426,7 @@ func (cs *consumer) retry(f *inflight, herr error) {
 	} else {
 		delay := retryDelay(cs.opt.RetryBackoff, cs.opt.MaxBackoff, f.attempt)
 		f.log.Warn("message failed, will retry", "err", herr, "retry_in", delay.String())
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-cs.stopping: // shutting down: republish now rather than hold the message
-		case <-cs.work.Done(): // shutdown timed out and requeues it
-		}
-		t.Stop()
+		cs.wait(f, delay)
 	}
 	if !f.claim() {
 		return
@@ -392,6 +440,33 @@ func (cs *consumer) retry(f *inflight, herr error) {
 		headers[HeaderAttempts] = int32(f.attempt + 1)
 	}
 	cs.republish(f, to, headers, outcome)
+}
+
+// deferral republishes f after a backoff with its deferral count
+// incremented and its attempt count as it was.
+func (cs *consumer) deferral(f *inflight, herr error) {
+	n := f.deferrals + 1
+	delay := retryDelay(cs.opt.RetryBackoff, cs.opt.MaxBackoff, n)
+	f.log.Info("message deferred, will try again", "reason", herr, "deferrals", n,
+		"max_deferrals", cs.opt.MaxDeferrals, "retry_in", delay.String())
+	cs.wait(f, delay)
+	if !f.claim() {
+		return
+	}
+	cs.republish(f, cs.queue, amqp.Table{HeaderDeferrals: int32(n)}, OutcomeDeferred)
+}
+
+// wait holds f for delay before its copy is published, less when the
+// consumer stops or f's channel closes (then the copy is published at
+// once, or not at all).
+func (cs *consumer) wait(f *inflight, delay time.Duration) {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-cs.stopping: // shutting down: republish now rather than hold the message
+	case <-f.alive.Done(): // channel lost (the broker requeued it) or shutdown timed out (it requeues it)
+	}
 }
 
 // recount handles a redelivered message (see Consume): republished with

@@ -27,6 +27,8 @@ const (
 	OutcomeDeadLettered = "dead_lettered" // attempts exhausted, moved to <queue>.dead
 	OutcomeRequeued     = "requeued"      // nacked back to the queue (shutdown, or a failed republish)
 	OutcomeRecounted    = "recounted"     // a redelivery, republished with its count before being handled
+	OutcomeDeferred     = "deferred"      // the handler deferred it (ErrDeferred): republished, no attempt counted
+	OutcomeLost         = "lost"          // its channel closed while it was handled: the broker redelivers it
 )
 
 // NewMetrics registers the metrics in reg.
@@ -42,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"queue"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mq_messages_handled_total",
-			Help: "Deliveries settled, by queue and outcome (acked, failed, retried, dead_lettered, requeued).",
+			Help: "Deliveries settled, by queue and outcome (acked, failed, retried, deferred, dead_lettered, requeued, recounted, lost).",
 		}, []string{"queue", "outcome"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mq_handlers_in_flight",

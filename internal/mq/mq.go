@@ -25,6 +25,13 @@ var ErrUnavailable = errors.New("message broker unavailable")
 // handler reports the failure to the user itself.
 var ErrPermanent = errors.New("permanent failure")
 
+// ErrDeferred is wrapped by a handler's error when the message cannot be
+// handled yet although nothing failed (another consumer is busy with the
+// same work): the message is republished after a backoff, as after a
+// transient error, but the attempt is not counted, so it is never
+// dead-lettered on this account (see ConsumeOptions.MaxDeferrals).
+var ErrDeferred = errors.New("deferred")
+
 // ErrClosed is returned by operations on a Conn after Close.
 var ErrClosed = errors.New("mq connection closed")
 
@@ -48,6 +55,9 @@ const (
 	// that a consumer had taken and never settled (it crashed, or lost its
 	// connection, or handed it back at shutdown).
 	HeaderRedeliveries = "x-redeliveries"
+	// HeaderDeferrals counts the times a handler deferred the message
+	// (ErrDeferred).
+	HeaderDeferrals = "x-deferrals"
 )
 
 // DeadLetterQueue returns the name of queue's dead-letter queue.

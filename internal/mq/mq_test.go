@@ -690,7 +690,7 @@ func TestRedeliveryLimit(t *testing.T) {
 			pub := dial(t, url, log, fastOptions(nil))
 			sub := dial(t, purl, log, fastOptions(m))
 			started := make(chan mq.Delivery, 10)
-			release := make(chan struct{})
+			returned := make(chan error, 10)
 			told := make(chan string, 10)
 			const limit = 2
 			startConsumer(t, sub, queue, mq.ConsumeOptions{Concurrency: 4, MaxRedeliveries: limit,
@@ -704,12 +704,11 @@ func TestRedeliveryLimit(t *testing.T) {
 				}},
 				func(ctx context.Context, d mq.Delivery) error {
 					started <- d
-					select {
-					case <-release:
-						return errors.New("too late: the connection died")
-					case <-ctx.Done():
-						return ctx.Err()
-					}
+					// Its connection dying cancels it (the delivery can
+					// no longer be acked).
+					<-ctx.Done()
+					returned <- ctx.Err()
+					return ctx.Err()
 				})
 			publish(t, pub, queue, mq.Message{Body: []byte(`{"poison":true}`), MessageID: "poison"})
 			for i := range limit + 1 {
@@ -737,8 +736,12 @@ func TestRedeliveryLimit(t *testing.T) {
 				testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
 					return sub.Ready(context.Background()) != nil
 				})
+				select {
+				case <-returned:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("handling %d: the handler was not cancelled within 5s of its connection dying", i+1)
+				}
 				proxy.Up()
-				release <- struct{}{}
 			}
 			select {
 			case reason := <-told:

@@ -1,0 +1,154 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+func TestLeaseTakeRenewRelease(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	id := bson.NewObjectID().Hex()
+	a := Holder{Owner: "host-a/1#1", Host: "host-a", PID: 10}
+	b := Holder{Owner: "host-b/2#1", Host: "host-b", PID: 20}
+
+	la, err := s.TakeLease(ctx, id, a, time.Minute, nil)
+	if err != nil {
+		t.Fatalf("take a free lease: %v", err)
+	}
+	if la.Owner != a.Owner || la.Host != "host-a" || time.Until(la.Until) < 50*time.Second {
+		t.Errorf("lease %+v", la)
+	}
+	_, err = s.TakeLease(ctx, id, b, time.Minute, nil)
+	var held *LeaseHeldError
+	if !errors.As(err, &held) || !errors.Is(err, ErrLeased) || held.Lease.Owner != a.Owner || held.Lease.Host != "host-a" {
+		t.Fatalf("take a held lease: %v, want a LeaseHeldError naming a", err)
+	}
+	// Taking it again is renewing it.
+	time.Sleep(5 * time.Millisecond)
+	again, err := s.TakeLease(ctx, id, a, 2*time.Minute, nil)
+	if err != nil || !again.Until.After(la.Until) {
+		t.Errorf("take again by its holder: %+v, %v; want renewed", again, err)
+	}
+	if err := s.RenewLease(ctx, id, b.Owner, time.Minute); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("renew by another: %v, want ErrLeaseLost", err)
+	}
+	if err := s.RenewLease(ctx, id, a.Owner, time.Minute); err != nil {
+		t.Errorf("renew by its holder: %v", err)
+	}
+	if err := s.ReleaseLease(ctx, id, b.Owner); err != nil {
+		t.Errorf("release by another: %v", err)
+	}
+	if l, err := s.GetLease(ctx, id); err != nil || l.Owner != a.Owner {
+		t.Errorf("after another's release: %+v, %v; want still a's", l, err)
+	}
+	if err := s.ReleaseLease(ctx, id, a.Owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetLease(ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after release: %v, want ErrNotFound", err)
+	}
+	if err := s.RenewLease(ctx, id, a.Owner, time.Minute); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("renew after release: %v, want ErrLeaseLost", err)
+	}
+	if _, err := s.TakeLease(ctx, id, b, time.Minute, nil); err != nil {
+		t.Errorf("take a released lease: %v", err)
+	}
+}
+
+func TestLeaseExpiredOrDeadHolderIsTakenOver(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	a := Holder{Owner: "a", Host: "h", PID: 10}
+	b := Holder{Owner: "b", Host: "h", PID: 20}
+
+	id := bson.NewObjectID().Hex()
+	if _, err := s.TakeLease(ctx, id, a, 300*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if l, err := s.TakeLease(ctx, id, b, time.Minute, nil); err != nil || l.Previous == nil || l.Previous.Owner != "a" {
+		t.Fatalf("take an expired lease: %+v, %v; want it, with a as the previous holder", l, err)
+	}
+	if err := s.RenewLease(ctx, id, a.Owner, time.Minute); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("renew by the holder whose lease expired and was taken: %v, want ErrLeaseLost", err)
+	}
+
+	id = bson.NewObjectID().Hex()
+	if _, err := s.TakeLease(ctx, id, a, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+	alive := func(Holder) bool { return false }
+	if _, err := s.TakeLease(ctx, id, b, time.Minute, alive); !errors.Is(err, ErrLeased) {
+		t.Errorf("take a live holder's lease: %v, want ErrLeased", err)
+	}
+	var asked []Holder
+	dead := func(h Holder) bool { asked = append(asked, h); return h.PID == 10 }
+	if l, err := s.TakeLease(ctx, id, b, time.Minute, dead); err != nil || l.Owner != "b" || l.Previous == nil || l.Previous.PID != 10 {
+		t.Errorf("take a dead holder's lease: %+v, %v; want it, with a as the previous holder", l, err)
+	}
+	if l, err := s.TakeLease(ctx, id, b, time.Minute, nil); err != nil || l.Previous != nil {
+		t.Errorf("take again by its holder: %+v, %v; want no previous holder", l, err)
+	}
+	if len(asked) != 1 || asked[0].Owner != "a" || asked[0].PID != 10 {
+		t.Errorf("dead was asked about %+v, want a", asked)
+	}
+}
+
+// Contenders for one lease, all at once: exactly one gets it, whether it
+// was free or had expired.
+func TestLeaseContended(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	for _, expired := range []bool{false, true} {
+		for round := range 10 {
+			id := bson.NewObjectID().Hex()
+			if expired {
+				if _, err := s.TakeLease(ctx, id, Holder{Owner: "old"}, time.Millisecond, nil); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			const n = 6
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				errs  = make([]error, n)
+			)
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					_, errs[i] = s.TakeLease(ctx, id, Holder{Owner: fmt.Sprint("taker-", i)}, time.Minute, nil)
+				})
+			}
+			close(start)
+			wg.Wait()
+			won := 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, ErrLeased):
+					t.Errorf("expired %v round %d: %v, want nil or ErrLeased", expired, round, err)
+				}
+			}
+			if won != 1 {
+				t.Fatalf("expired %v round %d: %d takers got the lease, want exactly 1: %v", expired, round, won, errs)
+			}
+			l, err := s.GetLease(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, err := range errs {
+				if err == nil && l.Owner != fmt.Sprint("taker-", i) {
+					t.Errorf("taker-%d won, the lease says %s", i, l.Owner)
+				}
+			}
+		}
+	}
+}
