@@ -21,6 +21,7 @@ import (
 	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
+	"mp3converter/internal/retention"
 )
 
 var version = "dev"
@@ -107,6 +108,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	sweeper, err := retention.New(retention.Deps{Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs,
+		Tombstones: stores.Expired, Locks: stores.Locks, Log: log}, cfg.Retention)
+	if err != nil {
+		return err
+	}
+	log.Info("retention", "keep_videos", cfg.Retention.KeepVideos, "failed_video_grace", cfg.Retention.FailedVideoGrace.String(),
+		"mp3_retention", cfg.Retention.MP3Retention.String(), "sweep_interval", cfg.Retention.SweepInterval.String())
 	ops := httpx.NewOps(reg)
 	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
@@ -125,6 +133,9 @@ func run(ctx context.Context, args []string) error {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
+	swept := make(chan struct{})
+	go func() { sweeper.Run(runCtx); close(swept) }()
+	defer func() { stopRun(); <-swept }()
 	consumeErr := make(chan error, 1)
 	go func() { consumeErr <- svc.Run(runCtx, broker) }()
 	select {

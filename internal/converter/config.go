@@ -102,6 +102,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/retention"
 )
 
 // Config is the converter's configuration, from the environment:
@@ -187,6 +188,11 @@ type Config struct {
 	LeaseTTL              time.Duration `env:"JOB_LEASE_TTL" envDefault:"2m"`
 	BrokerConsumerTimeout time.Duration `env:"BROKER_CONSUMER_TIMEOUT" envDefault:"30m"`
 	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"60s"`
+
+	// Retention: what the converter removes once it is no longer needed
+	// (KEEP_VIDEOS, FAILED_VIDEO_GRACE, MP3_RETENTION, SWEEP_INTERVAL);
+	// the converter runs the sweeper.
+	Retention retention.Config
 }
 
 // settleMargin is the time a delivery may stay unacked beyond JOB_TIMEOUT
@@ -234,6 +240,8 @@ func (c Config) Options() (Options, error) {
 		return Options{}, errors.New("MAX_DURATION must be > 0")
 	case c.MaxInputBytes <= 0:
 		return Options{}, errors.New("MAX_INPUT_BYTES must be > 0")
+	case c.Retention.Validate() != nil:
+		return Options{}, c.Retention.Validate()
 	case c.ScratchLimit < 0:
 		return Options{}, errors.New("SCRATCH_LIMIT_BYTES must be ≥ 0 (0: no limit but the file system's free space)")
 	case c.ProbeTimeout <= 0 || c.JobTimeout <= 0 || c.ShutdownTimeout <= 0:
@@ -282,6 +290,7 @@ func (c Config) Options() (Options, error) {
 		JobTimeout:      c.JobTimeout,
 		LeaseTTL:        c.LeaseTTL,
 		ShutdownTimeout: c.ShutdownTimeout,
+		KeepVideos:      c.Retention.KeepVideos,
 	}, nil
 }
 

@@ -48,6 +48,9 @@ type Options struct {
 	// ProgressInterval is the least time between two progress updates of
 	// a job record [1s].
 	ProgressInterval time.Duration
+	// KeepVideos keeps a video once its MP3 is stored; by default the
+	// video is removed then (internal/retention sweeps what is left).
+	KeepVideos bool
 }
 
 // The stores and the publisher a Service uses, as it uses them: satisfied
@@ -70,6 +73,7 @@ type (
 		TakeLease(ctx context.Context, id string, h jobs.Holder, ttl time.Duration, dead func(jobs.Holder) bool) (jobs.Lease, error)
 		RenewLease(ctx context.Context, id, owner string, ttl time.Duration) error
 		ReleaseLease(ctx context.Context, id, owner string) error
+		VideoDeleted(ctx context.Context, id string) error
 	}
 	publisher interface {
 		Publish(ctx context.Context, queue string, msg mq.Message) error
@@ -499,7 +503,24 @@ func (s *Service) finish(ctx context.Context, j *job, already bool) error {
 	if err := s.d.Jobs.Done(ctx, fid, fid); err != nil && !errors.Is(err, jobs.ErrNotFound) {
 		return fmt.Errorf("mark job done: %w", err)
 	}
+	s.dropVideo(ctx, j)
 	return nil
+}
+
+// dropVideo removes the video of a job whose MP3 is stored and announced,
+// unless KeepVideos. Best effort: what it cannot remove, the retention
+// sweeper removes later.
+func (s *Service) dropVideo(ctx context.Context, j *job) {
+	if s.opt.KeepVideos {
+		return
+	}
+	err := s.d.Videos.Delete(ctx, j.id)
+	if err == nil || errors.Is(err, gridfs.ErrNotFound) {
+		err = s.d.Jobs.VideoDeleted(ctx, j.fid())
+	}
+	if err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		j.log.Warn("video not removed after its MP3 was stored (the sweeper will)", "err", err)
+	}
 }
 
 // reportFailure tells the user: a message with Error on MP3_QUEUE, then the

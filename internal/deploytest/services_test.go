@@ -19,13 +19,13 @@ import (
 type service struct {
 	name      string
 	replicas  int
-	configDir string // the package whose `env` struct tags are the binary's configuration
+	configDir string // the packages (comma-separated) whose `env` struct tags are the binary's configuration
 }
 
 var services = []service{
 	{"auth", 2, "internal/auth"},
 	{"gateway", 2, "internal/gateway"},
-	{"converter", 4, "internal/converter"},
+	{"converter", 4, "internal/converter,internal/retention"},
 	{"notification", 4, "internal/notification"},
 }
 
@@ -52,13 +52,24 @@ type envVar struct {
 // envSpec reads every `env:"..."` struct tag of the non-test Go files in
 // dir. It parses the source instead of importing the package, so that it
 // also covers a package that is being written and does not build yet.
-func envSpec(dir string) (map[string]envVar, error) {
+func envSpec(dirs string) (map[string]envVar, error) {
 	fset := token.NewFileSet()
+	vars := map[string]envVar{}
+	first, rest, _ := strings.Cut(dirs, ",")
+	if rest != "" {
+		more, err := envSpec(filepath.Join(filepath.Dir(filepath.Dir(first)), rest))
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range more {
+			vars[k] = v
+		}
+	}
+	dir := first
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]envVar{}
 	for _, e := range entries {
 		n := e.Name()
 		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
