@@ -43,6 +43,8 @@ func randomHex(n int) string {
 func startStack(t *testing.T, maxUpload int64) *stack {
 	t.Helper()
 	mongoURI := testenv.Getenv(t, "MONGODB_URI")
+	// Databases of the test's own, not the defaults that `make run` uses.
+	videosDB, mp3sDB := testenv.Mongo(t).Name(), testenv.Mongo(t).Name()
 	amqpURL := testenv.RabbitMQ(t)
 	db := testenv.MySQL(t)
 	videoQueue := testenv.Queue(t, amqpURL, "web_video")
@@ -75,36 +77,42 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 	gwPort := testenv.FreePort(t)
 	publicURL := "http://127.0.0.1:" + strconv.Itoa(gwPort)
 	s.gateway = testenv.Start(t, "gateway", testenv.Binary(t, "gateway"), gwPort, map[string]string{
-		"AUTH_SVC_ADDRESS": "127.0.0.1:" + strconv.Itoa(s.auth.Port),
-		"MONGODB_URI":      mongoURI,
-		"RABBITMQ_URL":     amqpURL,
-		"VIDEO_QUEUE":      videoQueue,
-		"MAX_UPLOAD_BYTES": strconv.FormatInt(maxUpload, 10),
-		"PUBLIC_URL":       publicURL,
+		"AUTH_SVC_ADDRESS":  "127.0.0.1:" + strconv.Itoa(s.auth.Port),
+		"MONGODB_URI":       mongoURI,
+		"MONGODB_VIDEOS_DB": videosDB,
+		"MONGODB_MP3S_DB":   mp3sDB,
+		"RABBITMQ_URL":      amqpURL,
+		"VIDEO_QUEUE":       videoQueue,
+		"MAX_UPLOAD_BYTES":  strconv.FormatInt(maxUpload, 10),
+		"PUBLIC_URL":        publicURL,
 	})
 
 	if hasCommand("converter") {
 		s.converter = testenv.Start(t, "converter", testenv.Binary(t, "converter"), testenv.FreePort(t), map[string]string{
-			"MONGODB_URI":  mongoURI,
-			"RABBITMQ_URL": amqpURL,
-			"VIDEO_QUEUE":  videoQueue,
-			"MP3_QUEUE":    mp3Queue,
-			"FFMPEG_PATH":  testenv.Getenv(t, "FFMPEG_PATH"),
-			"FFPROBE_PATH": ffprobePath(t),
-			"CONCURRENCY":  "2",
-			"SCRATCH_DIR":  t.TempDir(),
+			"MONGODB_URI":       mongoURI,
+			"MONGODB_VIDEOS_DB": videosDB,
+			"MONGODB_MP3S_DB":   mp3sDB,
+			"RABBITMQ_URL":      amqpURL,
+			"VIDEO_QUEUE":       videoQueue,
+			"MP3_QUEUE":         mp3Queue,
+			"FFMPEG_PATH":       testenv.Getenv(t, "FFMPEG_PATH"),
+			"FFPROBE_PATH":      ffprobePath(t),
+			"CONCURRENCY":       "2",
+			"SCRATCH_DIR":       t.TempDir(),
 		})
 	}
 	if hasCommand("notification") {
 		s.notification = testenv.Start(t, "notification", testenv.Binary(t, "notification"), testenv.FreePort(t), map[string]string{
-			"MONGODB_URI":  mongoURI, // it records each MP3's outcome
-			"RABBITMQ_URL": amqpURL,
-			"MP3_QUEUE":    mp3Queue,
-			"SMTP_HOST":    testenv.Getenv(t, "SMTP_HOST"),
-			"SMTP_PORT":    testenv.Getenv(t, "SMTP_PORT"),
-			"SMTP_TLS":     "none",
-			"MAIL_FROM":    "MP3 converter <mp3@example.com>",
-			"PUBLIC_URL":   publicURL,
+			"MONGODB_URI":       mongoURI, // it records each MP3's outcome
+			"MONGODB_VIDEOS_DB": videosDB,
+			"MONGODB_MP3S_DB":   mp3sDB,
+			"RABBITMQ_URL":      amqpURL,
+			"MP3_QUEUE":         mp3Queue,
+			"SMTP_HOST":         testenv.Getenv(t, "SMTP_HOST"),
+			"SMTP_PORT":         testenv.Getenv(t, "SMTP_PORT"),
+			"SMTP_TLS":          "none",
+			"MAIL_FROM":         "MP3 converter <mp3@example.com>",
+			"PUBLIC_URL":        publicURL,
 		})
 	}
 	return s
