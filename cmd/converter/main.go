@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	sweeper, err := retention.New(retention.Deps{Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs,
-		Tombstones: stores.Expired, Locks: stores.Locks, Log: log}, cfg.Retention)
+		Tombstones: stores.Expired, Log: log}, cfg.Retention)
 	if err != nil {
 		return err
 	}

@@ -25,8 +25,6 @@ type Stores struct {
 	Jobs   *jobs.Store
 	// Expired are the tombstones of MP3s the retention sweeper deleted.
 	Expired *retention.Tombstones
-	// Locks is the collection of the sweeper's lease.
-	Locks *mongo.Collection
 }
 
 // Open connects to uri (server selection and connection bounded to 5 s,
@@ -51,7 +49,6 @@ func Open(uri, videosDB, mp3sDB, app string) (*Stores, error) {
 		return nil, err
 	}
 	s.Expired = retention.NewTombstones(client.Database(mp3sDB))
-	s.Locks = client.Database(videosDB).Collection("locks")
 	return s, nil
 }
 

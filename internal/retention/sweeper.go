@@ -4,8 +4,9 @@
 // 410 and its job says when it expired.
 //
 // The converter runs the sweeper. With several replicas, one at a time
-// sweeps (a lease in MongoDB); every step is idempotent anyway, so two
-// sweepers at once would only do the same work twice.
+// sweeps (the lease "retention-sweeper" among the job leases); every step
+// is idempotent anyway, so two sweepers at once would only do the same
+// work twice.
 package retention
 
 import (
@@ -17,8 +18,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
@@ -74,10 +73,11 @@ type Deps struct {
 	Videos, MP3s *gridfs.Bucket
 	Jobs         *jobs.Store
 	Tombstones   *Tombstones
-	// Locks is a collection for the sweeper's lease (the videos' database).
-	Locks *mongo.Collection
-	Log   *slog.Logger
+	Log          *slog.Logger
 }
+
+// leaseID is the sweeper's lease among the job leases (jobs.TakeLease).
+const leaseID = "retention-sweeper"
 
 // Report counts what one sweep did.
 type Report struct {
@@ -88,22 +88,23 @@ func (r Report) empty() bool { return r == Report{} }
 
 // Sweeper removes what is no longer needed.
 type Sweeper struct {
-	d   Deps
-	cfg Config
-	id  string // lease holder: host and process
-	now func() time.Time
+	d      Deps
+	cfg    Config
+	holder jobs.Holder // of the lease: host and process
+	now    func() time.Time
 }
 
 // New returns a Sweeper.
 func New(d Deps, cfg Config) (*Sweeper, error) {
-	if d.Videos == nil || d.MP3s == nil || d.Jobs == nil || d.Tombstones == nil || d.Locks == nil || d.Log == nil {
+	if d.Videos == nil || d.MP3s == nil || d.Jobs == nil || d.Tombstones == nil || d.Log == nil {
 		return nil, errors.New("retention: missing dependency")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	return &Sweeper{d: d, cfg: cfg, id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), httpx.NewID()), now: time.Now}, nil
+	h := jobs.Holder{Owner: fmt.Sprintf("sweeper/%s/%d/%s", host, os.Getpid(), httpx.NewID()), Host: host, PID: os.Getpid()}
+	return &Sweeper{d: d, cfg: cfg, holder: h, now: time.Now}, nil
 }
 
 // Run sweeps every SweepInterval (the first time soon after start) until
@@ -136,18 +137,12 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
-// lease takes or renews the sweeper's lease for one interval.
+// lease takes or renews the sweeper's lease for one interval: a replica
+// that dies gives way to another after that.
 func (s *Sweeper) lease(ctx context.Context) (bool, error) {
-	now := s.now()
-	_, err := s.d.Locks.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: "retention-sweeper"}, {Key: "$or", Value: bson.A{
-			bson.D{{Key: "until", Value: bson.D{{Key: "$lt", Value: now}}}},
-			bson.D{{Key: "holder", Value: s.id}},
-		}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "holder", Value: s.id}, {Key: "until", Value: now.Add(s.cfg.SweepInterval)}}}},
-		options.UpdateOne().SetUpsert(true))
-	if mongo.IsDuplicateKeyError(err) {
-		return false, nil // held by another, unexpired: the upsert tried to insert it again
+	_, err := s.d.Jobs.TakeLease(ctx, leaseID, s.holder, s.cfg.SweepInterval, nil)
+	if errors.Is(err, jobs.ErrLeased) {
+		return false, nil // another replica sweeps
 	}
 	if err != nil {
 		return false, fmt.Errorf("sweeper lease: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
@@ -16,8 +17,9 @@ import (
 )
 
 type fixture struct {
-	deps Deps
-	t    *testing.T
+	deps     Deps
+	videosDB *mongo.Database
+	t        *testing.T
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -36,8 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	log, _ := testenv.Logger(t)
-	return &fixture{t: t, deps: Deps{Videos: videos, MP3s: mp3s, Jobs: js, Tombstones: NewTombstones(mp3sDB),
-		Locks: videosDB.Collection("locks"), Log: log}}
+	return &fixture{t: t, videosDB: videosDB, deps: Deps{Videos: videos, MP3s: mp3s, Jobs: js, Tombstones: NewTombstones(mp3sDB), Log: log}}
 }
 
 func (f *fixture) sweeper(cfg Config, now time.Time) *Sweeper {
@@ -164,7 +165,7 @@ func TestSweep(t *testing.T) {
 	var raw struct {
 		ExpiredAt time.Time `bson:"expired_at"`
 	}
-	if err := f.deps.Locks.Database().Collection(jobs.Collection).FindOne(ctx, bson.D{{Key: "_id", Value: done}}).Decode(&raw); err != nil ||
+	if err := f.videosDB.Collection(jobs.Collection).FindOne(ctx, bson.D{{Key: "_id", Value: done}}).Decode(&raw); err != nil ||
 		raw.ExpiredAt.Sub(at).Abs() > time.Second {
 		t.Fatalf("the done job's expired_at: %v, %v; want %v", raw.ExpiredAt, err, at)
 	}
@@ -186,30 +187,33 @@ func TestSweepKeeps(t *testing.T) {
 }
 
 // One replica sweeps at a time: the lease goes to another only once it
-// has run out.
+// has run out (one sweep interval after its holder's last sweep).
 func TestSweeperLease(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	now := time.Now()
-	a, b := f.sweeper(Config{}, now), f.sweeper(Config{}, now)
+	a, b := f.sweeper(Config{SweepInterval: time.Second}, time.Now()), f.sweeper(Config{SweepInterval: time.Second}, time.Now())
 	for _, tc := range []struct {
 		who    *Sweeper
-		at     time.Duration
 		want   bool
 		reason string
 	}{
-		{a, 0, true, "a takes the free lease"},
-		{b, 0, false, "b while a holds it"},
-		{a, 30 * time.Second, true, "a renews"},
-		{b, 60 * time.Second, false, "b before a's renewal ran out"},
-		{b, 91 * time.Second, true, "b once it ran out"},
-		{a, 92 * time.Second, false, "a now that b holds it"},
+		{a, true, "a takes the free lease"},
+		{b, false, "b while a holds it"},
+		{a, true, "a renews it"},
+		{b, false, "b after a's renewal"},
 	} {
-		tc.who.now = func() time.Time { return now.Add(tc.at) }
 		if got, err := tc.who.lease(ctx); err != nil || got != tc.want {
 			t.Fatalf("%s: %v, %v; want %v", tc.reason, got, err, tc.want)
 		}
+	}
+	// a stops renewing (it died): b takes over once the interval is up.
+	testenv.Eventually(t, 10*time.Second, "b takes the lease a stopped renewing", func() bool {
+		got, err := b.lease(ctx)
+		return err == nil && got
+	})
+	if got, err := a.lease(ctx); err != nil || got {
+		t.Fatalf("a once b holds it: %v, %v; want false", got, err)
 	}
 }
 
