@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/testenv"
 )
@@ -241,6 +243,32 @@ func TestBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", b.screenshot("web-jobs-phone.png"))
 		b.do("back to desktop size", 5*time.Second, chromedp.EmulateViewport(1100, 900))
+	})
+
+	// The retention sweeper deleted the MP3 (here only the job's
+	// expired_at, as the sweeper leaves it): the list says Expired with
+	// the date and offers no download.
+	t.Run("an expired MP3 says so", func(t *testing.T) {
+		if !converted {
+			t.Skip("no MP3 (see the conversion subtest)")
+		}
+		b := b.in(t)
+		ctx := context.Background()
+		if _, err := s.videosDB.Collection("jobs").UpdateOne(ctx, bson.D{{Key: "_id", Value: fid}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "expired_at", Value: time.Now().UTC()}}}}); err != nil {
+			t.Fatal(err)
+		}
+		sel := fmt.Sprintf(`document.querySelector('#jobs .job[data-id=%q]')`, fid)
+		b.waitFor("the job to show Expired", sel+`?.dataset.status === 'expired'`, 20*time.Second)
+		if got := mustEval[string](b, sel+`.querySelector('.job-status').textContent`); got != "Expired" {
+			t.Errorf("status text %q, want Expired", got)
+		}
+		if got := mustEval[string](b, sel+`.querySelector('.job-error')?.textContent || ''`); !strings.Contains(got, "The MP3 was deleted on") {
+			t.Errorf("the expired job says %q", got)
+		}
+		if mustEval[bool](b, sel+`.querySelector('.job-download') !== null`) {
+			t.Error("an expired job has a Download button")
+		}
 	})
 
 	t.Run("an expired session goes back to the login form", func(t *testing.T) {

@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -23,6 +25,7 @@ type stack struct {
 	email        string
 	password     string
 	maxUpload    int64
+	videosDB     *mongo.Database // the job records are here
 }
 
 // hasCommand reports whether ./cmd/<name>/main.go exists in this module.
@@ -44,7 +47,8 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 	t.Helper()
 	mongoURI := testenv.Getenv(t, "MONGODB_URI")
 	// Databases of the test's own, not the defaults that `make run` uses.
-	videosDB, mp3sDB := testenv.Mongo(t).Name(), testenv.Mongo(t).Name()
+	vdb := testenv.Mongo(t)
+	videosDB, mp3sDB := vdb.Name(), testenv.Mongo(t).Name()
 	amqpURL := testenv.RabbitMQ(t)
 	db := testenv.MySQL(t)
 	videoQueue := testenv.Queue(t, amqpURL, "web_video")
@@ -115,6 +119,7 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 			"PUBLIC_URL":        publicURL,
 		})
 	}
+	s.videosDB = vdb
 	return s
 }
 

@@ -300,7 +300,7 @@
 
   // ---------- jobs ----------
 
-  const STATUS = { queued: 'Queued', converting: 'Converting', done: 'Ready', failed: 'Failed' };
+  const STATUS = { queued: 'Queued', converting: 'Converting', done: 'Ready', failed: 'Failed', expired: 'Expired' };
 
   function clearJobs() {
     el.jobs.replaceChildren();
@@ -383,7 +383,8 @@
   // updateJob changes an item in place, so a focused Download button keeps
   // its focus while the list refreshes.
   function updateJob(li, job) {
-    const status = STATUS[job.status] ? job.status : 'queued';
+    // A done job whose MP3 the retention sweeper deleted.
+    const status = job.status === 'done' && job.expired_at ? 'expired' : STATUS[job.status] ? job.status : 'queued';
     li.dataset.status = status;
     li.querySelector('.job-name').textContent = job.filename || job.id;
     const pct = Math.max(0, Math.min(100, Math.floor(Number(job.progress) || 0)));
@@ -412,6 +413,11 @@
       if (!err) err = child(li, 'p', 'job-error');
       const reason = capitalise(job.error);
       err.textContent = reason ? reason.replace(/([^.!?])$/, '$1.') : 'The conversion failed.';
+    } else if (status === 'expired') {
+      if (!err) err = child(li, 'p', 'job-error');
+      const when = new Date(job.expired_at);
+      err.textContent = 'The MP3 was deleted' + (isNaN(when) ? '' : ' on ' + when.toLocaleDateString()) +
+        ', after the time MP3s are kept. Upload the video again to convert it anew.';
     } else if (err) {
       err.remove();
     }
@@ -484,6 +490,7 @@
       const body = await resp.text().catch(() => '');
       const text = resp.status === 404
         ? 'That MP3 was not found. It may not be ready yet, or it belongs to another account.'
+        : resp.status === 410 && body ? capitalise(body).replace(/([^.!?])$/, '$1.')
         : statusText(resp.status, body);
       say(el.downloadMsg, text, 'error');
       return;
