@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 )
 
 // Temporary videos in ScratchDir are named scratchPattern (os.CreateTemp
@@ -77,7 +77,7 @@ func (sp *scratchSpace) reserve(ctx context.Context, size int64) (*reservation, 
 			sp.pending += size
 			sp.mu.Unlock()
 			if timeout != nil {
-				httpx.Logger(ctx).Info("scratch space free", "waited", time.Since(waited).Round(time.Millisecond).String())
+				logging.From(ctx).Info("scratch space free", "waited", time.Since(waited).Round(time.Millisecond).String())
 			}
 			return &reservation{sp: sp, size: size, pending: true, active: true}, nil
 		}
@@ -88,7 +88,7 @@ func (sp *scratchSpace) reserve(ctx context.Context, size int64) (*reservation, 
 			return nil, err
 		}
 		if timeout == nil {
-			httpx.Logger(ctx).Info("waiting for other conversions to give scratch space back", "why", err.Error())
+			logging.From(ctx).Info("waiting for other conversions to give scratch space back", "why", err.Error())
 			t := time.NewTimer(sp.wait)
 			defer t.Stop()
 			timeout = t.C

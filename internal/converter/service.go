@@ -15,8 +15,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/gridfs"
-	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
 )
@@ -196,7 +196,7 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 		return err
 	}
 	log = log.With("video_fid", msg.VideoFID)
-	ctx = httpx.WithLogger(ctx, log)
+	ctx = logging.Into(ctx, log)
 	j := &job{msg: msg, log: log, attempt: d.Attempt}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID) // Decode checked it
 
@@ -276,7 +276,7 @@ func (s *Service) redeliveryLimit(ctx context.Context, d mq.Delivery, reason str
 	if err != nil {
 		return // nobody to tell: malformed messages are never the ones that crash
 	}
-	j := &job{msg: msg, log: httpx.Logger(ctx).With("video_fid", msg.VideoFID)}
+	j := &job{msg: msg, log: logging.From(ctx).With("video_fid", msg.VideoFID)}
 	j.id, _ = bson.ObjectIDFromHex(msg.VideoFID)
 	switch lctx, release, err := s.lease(ctx, j); {
 	case errors.Is(err, errBusy):

@@ -23,6 +23,7 @@ import (
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/message"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/retention"
@@ -70,7 +71,7 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 			return
 		}
 		ctx := context.WithValue(r.Context(), claimsKey{}, claims)
-		ctx = httpx.WithLogger(ctx, httpx.Logger(ctx).With("username", claims.Username))
+		ctx = logging.Into(ctx, logging.From(ctx).With("username", claims.Username))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -230,7 +231,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.uploads.WithLabelValues("ok").Inc()
 	s.metrics.uploadBytes.Add(float64(stored.Length))
-	httpx.Logger(ctx).Info("video uploaded", "video_fid", fid, "bytes", stored.Length, "filename", stored.Name)
+	logging.From(ctx).Info("video uploaded", "video_fid", fid, "bytes", stored.Length, "filename", stored.Name)
 	w.Header().Set("Location", "/jobs/"+fid)
 	httpx.Text(w, http.StatusOK, bodySuccess)
 }
@@ -307,7 +308,7 @@ func (s *Server) deleteVideo(ctx context.Context, id bson.ObjectID) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := s.Videos.Delete(ctx, id); err != nil && !errors.Is(err, gridfs.ErrNotFound) {
-		httpx.Logger(ctx).Error("could not remove video of a failed upload", "video_fid", id.Hex(), "err", err)
+		logging.From(ctx).Error("could not remove video of a failed upload", "video_fid", id.Hex(), "err", err)
 	}
 }
 
@@ -315,7 +316,7 @@ func (s *Server) withdrawJob(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := s.Jobs.Withdraw(ctx, id); err != nil && !errors.Is(err, jobs.ErrNotFound) {
-		httpx.Logger(ctx).Error("could not withdraw the job of a failed upload", "job_id", id, "err", err)
+		logging.From(ctx).Error("could not withdraw the job of a failed upload", "job_id", id, "err", err)
 	}
 }
 

@@ -2,8 +2,6 @@ package httpx
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,42 +11,21 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"mp3converter/internal/logging"
 )
 
 type ctxKey int
 
-const (
-	loggerKey ctxKey = iota
-	requestIDKey
-)
+const requestIDKey ctxKey = 0
 
 // RequestIDHeader carries the request ID between services and back to clients.
 const RequestIDHeader = "X-Request-ID"
-
-// Logger returns the request-scoped logger (with request_id), or a discarding one.
-func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
-		return l
-	}
-	return discard
-}
 
 // RequestID returns the request's ID, or "".
 func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
 	return id
-}
-
-// WithLogger stores a logger in ctx (consumers use it for message-scoped loggers).
-func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey, l)
-}
-
-// NewID returns a random 16-hex-digit identifier.
-func NewID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func validID(s string) bool {
@@ -74,12 +51,12 @@ func Middleware(log *slog.Logger, m *Metrics, timeout time.Duration) func(http.H
 			start := time.Now()
 			id := r.Header.Get(RequestIDHeader)
 			if !validID(id) {
-				id = NewID()
+				id = logging.NewID()
 			}
 			w.Header().Set(RequestIDHeader, id)
 			rl := log.With("request_id", id)
 			ctx := context.WithValue(r.Context(), requestIDKey, id)
-			ctx = context.WithValue(ctx, loggerKey, rl)
+			ctx = logging.Into(ctx, rl)
 			if timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -217,4 +194,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.duration)
 	return m
+}
+
+// Timeout gives each request a deadline (its context is cancelled after d).
+func Timeout(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
 }

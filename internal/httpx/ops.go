@@ -1,6 +1,8 @@
 package httpx
 
 import (
+	"mp3converter/internal/logging"
+
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -105,7 +107,7 @@ func (o *Ops) logChange(ctx context.Context, name string, err error) {
 	was := o.failing[name]
 	o.failing[name] = err != nil
 	o.mu.Unlock()
-	log := Logger(ctx)
+	log := logging.From(ctx)
 	switch {
 	case err != nil && !was:
 		log.Warn("readiness check failed", "check", name, "err", err)

@@ -2,8 +2,9 @@ package httpx
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
+
+	"mp3converter/internal/logging"
 )
 
 // StatusError is an error with the status and the plain-text body a client
@@ -60,7 +61,7 @@ func (rs Responder) Error(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 	}
-	log := Logger(r.Context())
+	log := logging.From(r.Context())
 	if status >= 500 {
 		log.Error("request failed", "status", status, "err", err)
 	} else {
@@ -76,6 +77,3 @@ func Text(w http.ResponseWriter, status int, body string) {
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
 }
-
-// discard is used when no logger is in the context.
-var discard = slog.New(slog.DiscardHandler)

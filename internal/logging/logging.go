@@ -1,7 +1,11 @@
-// Package logging builds the JSON slog logger every binary passes down.
+// Package logging builds the JSON slog logger every binary passes down,
+// and carries the logger of one request or message in its context.
 package logging
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,4 +23,31 @@ func New(w io.Writer, service, version, level string) (*slog.Logger, error) {
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})
 	return slog.New(h).With("service", service, "version", version), nil
+}
+
+type ctxKey struct{}
+
+// discard is the logger of a context that carries none.
+var discard = slog.New(slog.DiscardHandler)
+
+// From returns the logger stored in ctx (with the request or message IDs
+// of what is being handled), or one that discards.
+func From(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(ctxKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return discard
+}
+
+// Into stores l in ctx: the HTTP middleware and the consumers do it for
+// each request and message.
+func Into(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// NewID returns a random 16-hex-digit identifier (request and message IDs).
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -16,7 +16,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 )
 
 // Handler processes one delivery. nil means done (ack); an error wrapping
@@ -25,7 +25,7 @@ import (
 // attempt counted, up to ConsumeOptions.MaxDeferrals); any other error is
 // transient (retry later, dead-letter after ConsumeOptions.MaxAttempts).
 //
-// ctx carries a logger with the message ID (httpx.Logger(ctx)). It is
+// ctx carries a logger with the message ID (logging.From(ctx)). It is
 // cancelled as soon as the delivery can no longer be acked: its channel
 // or connection closed (the broker lost us, or took the message back
 // because it stayed unacked longer than its consumer_timeout), so the
@@ -267,7 +267,7 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 		<-gone
 		lost()
 	}()
-	tag := cs.queue + "-" + httpx.NewID()
+	tag := cs.queue + "-" + logging.NewID()
 	deliveries, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
 	if err != nil {
 		ch.Close()
@@ -330,7 +330,7 @@ func (cs *consumer) requeue(d amqp.Delivery) {
 func (cs *consumer) start(ch *amqp.Channel, alive context.Context, d amqp.Delivery) {
 	id := d.MessageId
 	if id == "" {
-		id = httpx.NewID()
+		id = logging.NewID()
 	}
 	attempt := attempts(d.Headers)
 	f := &inflight{d: d, ch: ch, alive: alive, id: id, attempt: attempt,
@@ -357,7 +357,7 @@ func (cs *consumer) handle(f *inflight) {
 	}
 	ctx, cancel := context.WithCancel(f.alive)
 	defer cancel()
-	ctx = httpx.WithLogger(ctx, f.log)
+	ctx = logging.Into(ctx, f.log)
 
 	cs.m.onStart(cs.queue)
 	err := cs.call(ctx, f)
@@ -490,7 +490,7 @@ func (cs *consumer) recount(f *inflight) {
 	if !cs.republish(f, cs.dead, headers, OutcomeDeadLettered) || cs.opt.OnRedeliveryLimit == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(httpx.WithLogger(context.WithoutCancel(cs.work), f.log), 15*time.Second)
+	ctx, cancel := context.WithTimeout(logging.Into(context.WithoutCancel(cs.work), f.log), 15*time.Second)
 	defer cancel()
 	func() {
 		defer func() {

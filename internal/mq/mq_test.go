@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/testenv"
 )
@@ -72,7 +72,7 @@ func TestPublishConsumeRoundTrip(t *testing.T) {
 			// Through Consume.
 			got := make(chan mq.Delivery, 1)
 			startConsumer(t, c, queue, mq.ConsumeOptions{}, func(ctx context.Context, d mq.Delivery) error {
-				httpx.Logger(ctx).Info("handling")
+				logging.From(ctx).Info("handling")
 				got <- d
 				return nil
 			})

@@ -8,7 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 )
 
 // Message is what Publish sends.
@@ -36,7 +36,7 @@ type Message struct {
 func (c *Conn) Publish(ctx context.Context, queue string, msg Message) error {
 	id := msg.MessageID
 	if id == "" {
-		id = httpx.NewID()
+		id = logging.NewID()
 	}
 	p := amqp.Publishing{
 		Headers:      toTable(msg.Headers),

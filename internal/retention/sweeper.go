@@ -20,8 +20,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/gridfs"
-	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/logging"
 )
 
 // Config is the sweeper's configuration (read by the converter).
@@ -103,7 +103,7 @@ func New(d Deps, cfg Config) (*Sweeper, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	h := jobs.Holder{Owner: fmt.Sprintf("sweeper/%s/%d/%s", host, os.Getpid(), httpx.NewID()), Host: host, PID: os.Getpid()}
+	h := jobs.Holder{Owner: fmt.Sprintf("sweeper/%s/%d/%s", host, os.Getpid(), logging.NewID()), Host: host, PID: os.Getpid()}
 	return &Sweeper{d: d, cfg: cfg, holder: h, now: time.Now}, nil
 }
 
