@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/token"
 )
 
@@ -123,7 +124,7 @@ func (c *Client) Validate(ctx context.Context, authorization string) (token.Clai
 	case resp.StatusCode == http.StatusOK:
 		var claims token.Claims
 		if err := json.Unmarshal(body, &claims); err != nil || claims.Username == "" {
-			return token.Claims{}, fmt.Errorf("%w: validate answered 200 with %q", ErrUnavailable, truncate(body))
+			return token.Claims{}, fmt.Errorf("%w: validate answered 200 with %q", ErrUnavailable, logging.Clip(string(body), 200))
 		}
 		return claims, nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
@@ -131,7 +132,7 @@ func (c *Client) Validate(ctx context.Context, authorization string) (token.Clai
 	case resp.StatusCode >= 500:
 		return token.Claims{}, serverError("/validate", resp.StatusCode, body)
 	default:
-		return token.Claims{}, fmt.Errorf("%w: validate answered %d %q", ErrUnavailable, resp.StatusCode, truncate(body))
+		return token.Claims{}, fmt.Errorf("%w: validate answered %d %q", ErrUnavailable, resp.StatusCode, logging.Clip(string(body), 200))
 	}
 }
 
@@ -166,11 +167,11 @@ func (c *Client) Ready(ctx context.Context) error {
 func serverError(path string, status int, body []byte) error {
 	switch {
 	case status == http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: %s answered %d %q", ErrUnavailable, path, status, truncate(body))
+		return fmt.Errorf("%w: %s answered %d %q", ErrUnavailable, path, status, logging.Clip(string(body), 200))
 	case status >= 500:
 		return &httpx.StatusError{Status: http.StatusBadGateway,
 			Body: fmt.Sprintf("auth service error (it answered %d)", status),
-			Err:  &FailedError{Path: path, Status: status, Body: truncate(body)}}
+			Err:  &FailedError{Path: path, Status: status, Body: logging.Clip(string(body), 200)}}
 	}
 	return nil
 }
@@ -209,11 +210,4 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.cancel()
 	return err
-}
-
-func truncate(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "…"
-	}
-	return string(b)
 }

@@ -553,7 +553,7 @@ func (s *Service) malformed(ctx context.Context, log *slog.Logger, d mq.Delivery
 	user, _ := loose.Username.(string)
 	if !message.IsObjectID(fid) {
 		log.Error("malformed message dropped: no valid video_fid, nobody to tell",
-			"err", derr, "body", clipBody(d.Body))
+			"err", derr, "body", logging.Clip(string(d.Body), 200))
 		return fmt.Errorf("%w: %w", mq.ErrPermanent, derr)
 	}
 	log = log.With("video_fid", fid)
@@ -574,7 +574,7 @@ func (s *Service) malformed(ctx context.Context, log *slog.Logger, d mq.Delivery
 			return fmt.Errorf("look up the job of a malformed message: %w", err)
 		}
 	}
-	log.Error("malformed message", "err", derr, "body", clipBody(d.Body))
+	log.Error("malformed message", "err", derr, "body", logging.Clip(string(d.Body), 200))
 	if err := s.reportFailure(ctx, j, "the conversion request was malformed"); err != nil {
 		return err
 	}
@@ -632,14 +632,6 @@ func mp3Name(fromMsg string, info gridfs.FileInfo, fid string) string {
 		name = fid
 	}
 	return name + ".mp3"
-}
-
-func clipBody(b []byte) string {
-	const max = 200
-	if len(b) > max {
-		return strings.ToValidUTF8(string(b[:max]), "?") + "…"
-	}
-	return strings.ToValidUTF8(string(b), "?")
 }
 
 func bytesText(n int64) string {

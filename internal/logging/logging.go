@@ -51,3 +51,13 @@ func NewID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Clip shortens s to at most max bytes for a log line or an error text,
+// cutting on a rune boundary and marking the cut with "…"; bytes that are
+// not UTF-8 (a binary message body) are dropped.
+func Clip(s string, max int) string {
+	if len(s) <= max {
+		return strings.ToValidUTF8(s, "")
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"mp3converter/internal/logging"
 )
 
 // ErrMalformed means a message cannot be understood; retrying cannot help.
@@ -44,10 +46,10 @@ func Decode(body []byte) (Conversion, error) {
 		return Conversion{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !IsObjectID(c.VideoFID) {
-		return Conversion{}, fmt.Errorf("%w: video_fid %q is not a 24-hex-digit id", ErrMalformed, clip(c.VideoFID))
+		return Conversion{}, fmt.Errorf("%w: video_fid %q is not a 24-hex-digit id", ErrMalformed, logging.Clip(c.VideoFID, 40))
 	}
 	if c.MP3FID != nil && !IsObjectID(*c.MP3FID) {
-		return Conversion{}, fmt.Errorf("%w: mp3_fid %q is not a 24-hex-digit id", ErrMalformed, clip(*c.MP3FID))
+		return Conversion{}, fmt.Errorf("%w: mp3_fid %q is not a 24-hex-digit id", ErrMalformed, logging.Clip(*c.MP3FID, 40))
 	}
 	if strings.TrimSpace(c.Username) == "" {
 		return Conversion{}, fmt.Errorf("%w: username is empty", ErrMalformed)
@@ -62,11 +64,4 @@ func IsObjectID(s string) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -431,7 +430,7 @@ func (cs *consumer) retry(f *inflight, herr error) {
 	if !f.claim() {
 		return
 	}
-	headers := amqp.Table{HeaderLastError: errorText(herr)}
+	headers := amqp.Table{HeaderLastError: logging.Clip(herr.Error(), maxErrorHeader)}
 	to, outcome := cs.queue, OutcomeRetried
 	if final {
 		to, outcome = cs.dead, OutcomeDeadLettered
@@ -654,12 +653,4 @@ func retryDelay(base, limit time.Duration, attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, limit)
-}
-
-func errorText(err error) string {
-	s := err.Error()
-	if len(s) > maxErrorHeader {
-		s = strings.ToValidUTF8(s[:maxErrorHeader], "") + "…"
-	}
-	return s
 }

@@ -69,24 +69,6 @@ func TestToTable(t *testing.T) {
 	}
 }
 
-func TestErrorText(t *testing.T) {
-	long := "x" + strings.Repeat("é", maxErrorHeader) // the cut at an even byte falls inside a rune
-	s := errorText(errString(long))
-	if len(s) > maxErrorHeader+len("…") || !strings.HasSuffix(s, "…") {
-		t.Errorf("errorText kept %d bytes", len(s))
-	}
-	if !strings.HasPrefix(long, strings.TrimSuffix(s, "…")) {
-		t.Error("errorText is not a prefix of the error")
-	}
-	if got := errorText(errString("short")); got != "short" {
-		t.Errorf("errorText(short) = %q", got)
-	}
-}
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
 func TestNewRejectsBadURL(t *testing.T) {
 	_, err := New("http://user:secret@host/", discardLogger(), Options{})
 	if err == nil || strings.Contains(err.Error(), "secret") {

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"mp3converter/internal/logging"
 	"mp3converter/internal/message"
 )
 
@@ -178,16 +179,16 @@ var failedHTML = htmltemplate.Must(htmltemplate.New("failed.html").Parse(`<!DOCT
 func CheckRecipient(username string) (string, error) {
 	switch {
 	case hasControl(username):
-		return "", fmt.Errorf("%w: username %q contains control characters", ErrInvalid, clip(username))
+		return "", fmt.Errorf("%w: username %q contains control characters", ErrInvalid, logging.Clip(username, 80))
 	case len(username) > maxAddressLen:
 		return "", fmt.Errorf("%w: username is longer than %d bytes", ErrInvalid, maxAddressLen)
 	}
 	a, err := mail.ParseAddress(username)
 	if err != nil {
-		return "", fmt.Errorf("%w: username %q is not an email address: %w", ErrInvalid, clip(username), err)
+		return "", fmt.Errorf("%w: username %q is not an email address: %w", ErrInvalid, logging.Clip(username, 80), err)
 	}
 	if a.Name != "" || a.Address != username || !strings.Contains(a.Address, "@") {
-		return "", fmt.Errorf("%w: username %q is not a bare email address", ErrInvalid, clip(username))
+		return "", fmt.Errorf("%w: username %q is not a bare email address", ErrInvalid, logging.Clip(username, 80))
 	}
 	return a.Address, nil
 }
@@ -195,7 +196,7 @@ func CheckRecipient(username string) (string, error) {
 func checkFilename(name string) error {
 	switch {
 	case hasControl(name):
-		return fmt.Errorf("%w: filename %q contains control characters", ErrInvalid, clip(name))
+		return fmt.Errorf("%w: filename %q contains control characters", ErrInvalid, logging.Clip(name, 80))
 	case len(name) > maxFilenameLen:
 		return fmt.Errorf("%w: filename is longer than %d bytes", ErrInvalid, maxFilenameLen)
 	}
@@ -228,15 +229,6 @@ func cleanReason(s string) string {
 	}, strings.TrimSpace(s))
 	if utf8.RuneCountInString(s) > maxReasonLen {
 		s = string([]rune(s)[:maxReasonLen]) + "…"
-	}
-	return s
-}
-
-// clip shortens s for error messages and logs, escaping nothing (callers
-// quote it with %q).
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
 	}
 	return s
 }
