@@ -626,9 +626,9 @@ func mp3Name(fromMsg string, info gridfs.FileInfo, fid string) string {
 	if name == "" {
 		name = info.Name
 	}
-	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
+	name = message.Filename(name)
 	name = strings.TrimSuffix(name, path.Ext(name))
-	if name == "" || name == "." || name == "/" {
+	if name == "" {
 		name = fid
 	}
 	return name + ".mp3"

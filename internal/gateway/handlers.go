@@ -10,11 +10,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/go-chi/chi/v5"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -175,7 +173,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			s.refuseUpload(w, r, "content_type", err)
 			return
 		}
-		name := cleanName(part.FileName())
+		name := message.Filename(part.FileName())
+		if name == "" {
+			name = "upload"
+		}
 		src := &trackingReader{r: part}
 		info, err := s.Videos.Upload(ctx, name, src, videoMeta{Owner: claims.Username, Filename: name, ContentType: ctype},
 			gridfs.UploadOptions{MaxBytes: maxFile})
@@ -421,24 +422,6 @@ func contentType(header string) (string, error) {
 		return mt, nil
 	}
 	return "", httpx.Status(http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported file type %s: upload a video or audio file", mt))
-}
-
-// cleanName keeps the base name of an uploaded file, printable, at most 255 bytes.
-func cleanName(name string) string {
-	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
-	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, name)
-	if len(name) > 255 {
-		name = strings.ToValidUTF8(name[:255], "")
-	}
-	if name == "" || name == "." || name == "/" {
-		name = "upload"
-	}
-	return name
 }
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request) {

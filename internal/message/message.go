@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
+	"unicode"
 
 	"mp3converter/internal/logging"
 )
@@ -64,4 +66,24 @@ func IsObjectID(s string) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
+}
+
+// Filename is the name of an uploaded file as it travels in a message and
+// is stored: its base name (either slash), without control characters, at
+// most 255 bytes; "" when nothing usable is left.
+func Filename(name string) string {
+	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, name)
+	if len(name) > 255 {
+		name = strings.ToValidUTF8(name[:255], "")
+	}
+	if name == "." || name == "/" {
+		return ""
+	}
+	return name
 }

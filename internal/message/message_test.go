@@ -2,6 +2,7 @@ package message
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +43,20 @@ func TestEncodeKeepsOriginalShape(t *testing.T) {
 	want := `{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":null,"username":"a@b.c"}`
 	if got != want {
 		t.Fatalf("Encode = %s, want %s", got, want)
+	}
+}
+
+func TestFilename(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"holiday.mp4", "holiday.mp4"},
+		{`C:\Users\bob\clip.avi`, "clip.avi"},
+		{"../../etc/passwd", "passwd"},
+		{"a\x00b\nc.mp4", "abc.mp4"},
+		{strings.Repeat("é", 200), strings.Repeat("é", 127)},
+		{"", ""}, {".", ""}, {"/", ""}, {"dir/", "dir"},
+	} {
+		if got := Filename(c.in); got != c.want {
+			t.Errorf("Filename(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
