@@ -1,0 +1,99 @@
+// Package app is the process skeleton the four binaries share: the signal
+// context, -version, the exit code, and one shutdown order for the parts
+// that take work (a public HTTP server, a queue consumer) and the ops
+// server (probes and metrics).
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"mp3converter/internal/httpx"
+)
+
+// Main is the whole of a binary's main. It answers -version, then calls
+// run with a context that SIGINT or SIGTERM cancels and the arguments
+// left after the flags (auth's operator commands); an error is printed,
+// prefixed with name, and the process exits 1.
+func Main(name, version string, run func(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := mainWith(ctx, name, version, os.Args[1:], os.Stdin, os.Stdout, run)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+func mainWith(ctx context.Context, name, version string, args []string, stdin io.Reader, stdout io.Writer,
+	run func(context.Context, []string, io.Reader, io.Writer) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return nil
+	}
+	return run(ctx, fs.Args(), stdin, stdout)
+}
+
+// Serve runs the ops server (nil: none; a binary whose public server
+// mounts the ops endpoints itself) and the intake — what takes work: the
+// public HTTP server, a consumer — until ctx ends. Then it stops the
+// intake, each part draining within its own bound, and only then the ops
+// server, so that probes and metrics answer during the drain. If one part
+// ends early (the ops port or a consumer failed), the others are stopped
+// in the same order.
+func Serve(ctx context.Context, log *slog.Logger, ops *httpx.Server, intake ...func(context.Context) error) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	opsErr := make(chan error, 1)
+	if ops != nil {
+		go func() { opsErr <- ops.Serve(opsCtx) }()
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	done := make(chan error, len(intake))
+	for _, part := range intake {
+		go func() { done <- part(runCtx) }()
+	}
+	var err error
+	opsDone := ops == nil
+	for left := len(intake); left > 0; {
+		select {
+		case e := <-done:
+			left--
+			err = errors.Join(err, e)
+			stopRun() // one part ended: stop the others
+		case e := <-opsErr:
+			opsDone = true
+			err = errors.Join(err, e)
+			stopRun()
+			opsErr = nil
+		}
+	}
+	stopOps()
+	if !opsDone {
+		err = errors.Join(err, <-opsErr)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// OpsServer opens the ops port: /healthz, /readyz and /metrics of ops.
+func OpsServer(port int, ops *httpx.Ops, log *slog.Logger) (*httpx.Server, error) {
+	return httpx.Listen(":"+strconv.Itoa(port), httpx.OpsHandler(ops, log),
+		httpx.ServerConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second}, log)
+}

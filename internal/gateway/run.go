@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"mp3converter/internal/app"
+	"mp3converter/internal/authclient"
+	"mp3converter/internal/httpx"
+	"mp3converter/internal/mongodb"
+	"mp3converter/internal/mq"
+)
+
+// Run is the gateway process: it opens auth's client, MongoDB and the
+// broker, serves PORT and OPS_PORT until ctx ends, then drains uploads
+// (SHUTDOWN_TIMEOUT) while the ops port still answers.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	log.Info("starting", "port", cfg.Port, "ops_port", cfg.OpsPort, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
+		"max_upload_bytes", cfg.MaxUploadBytes)
+	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout, cfg.AuthLoginTimeout)
+	if err != nil {
+		return err
+	}
+	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "gateway")
+	if err != nil {
+		return err
+	}
+	defer stores.Close()
+
+	reg := httpx.NewRegistry()
+	mqMetrics, err := mq.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "gateway", Metrics: mqMetrics,
+		// Declared at every connect, so that a consumer (the original's
+		// converter) finds the queue before the first upload.
+		Declare: []string{cfg.VideoQueue}})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+
+	ops := httpx.NewOps(reg)
+	ops.AddCheck("mongodb", stores.Ping)
+	ops.AddCheck("rabbitmq", broker.Ready)
+	ops.AddCheck("auth", authc.Ready)
+	h := NewServer(Deps{Auth: authc, Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs, Expired: stores.Expired,
+		Publisher: broker, Ops: ops, Log: log}, Options{
+		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
+		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
+		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
+		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive,
+	})
+	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
+	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write
+	// timeout: downloads of large files take long (each write moves an
+	// idle deadline instead).
+	srv, err := httpx.Listen(":"+strconv.Itoa(cfg.Port), h, httpx.ServerConfig{
+		ReadTimeout: cfg.RequestTimeout, ShutdownTimeout: cfg.ShutdownTimeout}, log)
+	if err != nil {
+		return err
+	}
+	opsSrv, err := app.OpsServer(cfg.OpsPort, ops, log)
+	if err != nil {
+		return err
+	}
+	return app.Serve(ctx, log, opsSrv, srv.Serve)
+}
