@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"mp3converter/internal/gridfs"
 )
 
 // maxRanges is the most byte ranges a download answers one by one; a
@@ -13,16 +15,14 @@ import (
 // than the file.
 const maxRanges = 16
 
-// byteRange is [start, end) of a file.
-type byteRange struct{ start, end int64 }
-
 // planRanges reads the request's Range header against a file of size bytes
 // and rewrites it for http.ServeContent: more than maxRanges ranges → the
 // header is dropped (the whole file); otherwise the satisfiable ranges,
 // sorted, with overlapping and adjacent ones merged. It returns the ranges
-// the response will read. A header it cannot parse, or whose ranges are all
-// past the end, is left for ServeContent to refuse (416).
-func planRanges(r *http.Request, size int64) []byteRange {
+// the response will read (for gridfs.NewSeeker). A header it cannot parse,
+// or whose ranges are all past the end, is left for ServeContent to refuse
+// (416).
+func planRanges(r *http.Request, size int64) []gridfs.Range {
 	h := r.Header.Get("Range")
 	if h == "" {
 		return nil
@@ -36,7 +36,7 @@ func planRanges(r *http.Request, size int64) []byteRange {
 		r.Header.Del("Range")
 		return nil
 	}
-	var out []byteRange
+	var out []gridfs.Range
 	for _, p := range parts {
 		p = strings.TrimSpace(p)
 		if p == "" {
@@ -46,14 +46,14 @@ func planRanges(r *http.Request, size int64) []byteRange {
 		if !ok {
 			return nil
 		}
-		var rg byteRange
+		var rg gridfs.Range
 		switch {
 		case first == "": // the last n bytes
 			n, err := strconv.ParseInt(last, 10, 64)
 			if err != nil || n <= 0 {
 				return nil
 			}
-			rg = byteRange{start: max(size-n, 0), end: size}
+			rg = gridfs.Range{Start: max(size-n, 0), End: size}
 		default:
 			a, err := strconv.ParseInt(first, 10, 64)
 			if err != nil || a < 0 {
@@ -68,18 +68,18 @@ func planRanges(r *http.Request, size int64) []byteRange {
 			if a >= size {
 				continue // unsatisfiable; the others may be
 			}
-			rg = byteRange{start: a, end: min(b+1, size)}
+			rg = gridfs.Range{Start: a, End: min(b+1, size)}
 		}
 		out = append(out, rg)
 	}
 	if len(out) == 0 {
 		return nil
 	}
-	slices.SortFunc(out, func(x, y byteRange) int { return int(min(max(x.start-y.start, -1), 1)) })
+	slices.SortFunc(out, func(x, y gridfs.Range) int { return int(min(max(x.Start-y.Start, -1), 1)) })
 	merged := out[:1]
 	for _, rg := range out[1:] {
-		if last := &merged[len(merged)-1]; rg.start <= last.end {
-			last.end = max(last.end, rg.end)
+		if last := &merged[len(merged)-1]; rg.Start <= last.End {
+			last.End = max(last.End, rg.End)
 			continue
 		}
 		merged = append(merged, rg)
@@ -90,7 +90,7 @@ func planRanges(r *http.Request, size int64) []byteRange {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.FormatInt(rg.start, 10) + "-" + strconv.FormatInt(rg.end-1, 10))
+		b.WriteString(strconv.FormatInt(rg.Start, 10) + "-" + strconv.FormatInt(rg.End-1, 10))
 	}
 	r.Header.Set("Range", b.String())
 	return merged

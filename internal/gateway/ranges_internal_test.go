@@ -21,21 +21,21 @@ func TestPlanRanges(t *testing.T) {
 	many := "bytes=" + strings.TrimSuffix(strings.Repeat("0-0,", 2000), ",")
 	for _, tc := range []struct {
 		name, header string
-		want         []byteRange
+		want         []gridfs.Range
 		rewritten    string // the Range header ServeContent sees; "-" none
 	}{
 		{"none", "", nil, "-"},
-		{"one", "bytes=0-9", []byteRange{{0, 10}}, "bytes=0-9"},
-		{"open end", "bytes=990-", []byteRange{{990, 1000}}, "bytes=990-999"},
-		{"suffix", "bytes=-5", []byteRange{{995, 1000}}, "bytes=995-999"},
-		{"suffix longer than the file", "bytes=-5000", []byteRange{{0, 1000}}, "bytes=0-999"},
-		{"end past the file", "bytes=900-5000", []byteRange{{900, 1000}}, "bytes=900-999"},
-		{"overlapping, unsorted", "bytes=50-99, 0-9, 5-20, 60-70", []byteRange{{0, 21}, {50, 100}}, "bytes=0-20,50-99"},
-		{"adjacent merged", "bytes=0-9,10-19", []byteRange{{0, 20}}, "bytes=0-19"},
-		{"same range twice", "bytes=3-4,3-4", []byteRange{{3, 5}}, "bytes=3-4"},
-		{"one past the end dropped", "bytes=0-1,2000-2001", []byteRange{{0, 2}}, "bytes=0-1"},
+		{"one", "bytes=0-9", []gridfs.Range{{Start: 0, End: 10}}, "bytes=0-9"},
+		{"open end", "bytes=990-", []gridfs.Range{{Start: 990, End: 1000}}, "bytes=990-999"},
+		{"suffix", "bytes=-5", []gridfs.Range{{Start: 995, End: 1000}}, "bytes=995-999"},
+		{"suffix longer than the file", "bytes=-5000", []gridfs.Range{{Start: 0, End: 1000}}, "bytes=0-999"},
+		{"end past the file", "bytes=900-5000", []gridfs.Range{{Start: 900, End: 1000}}, "bytes=900-999"},
+		{"overlapping, unsorted", "bytes=50-99, 0-9, 5-20, 60-70", []gridfs.Range{{Start: 0, End: 21}, {Start: 50, End: 100}}, "bytes=0-20,50-99"},
+		{"adjacent merged", "bytes=0-9,10-19", []gridfs.Range{{Start: 0, End: 20}}, "bytes=0-19"},
+		{"same range twice", "bytes=3-4,3-4", []gridfs.Range{{Start: 3, End: 5}}, "bytes=3-4"},
+		{"one past the end dropped", "bytes=0-1,2000-2001", []gridfs.Range{{Start: 0, End: 2}}, "bytes=0-1"},
 		{"all past the end: left for 416", "bytes=2000-2001", nil, "bytes=2000-2001"},
-		{"16 ranges kept", "bytes=" + strings.TrimSuffix(strings.Repeat("1-1,", 16), ","), []byteRange{{1, 2}}, "bytes=1-1"},
+		{"16 ranges kept", "bytes=" + strings.TrimSuffix(strings.Repeat("1-1,", 16), ","), []gridfs.Range{{Start: 1, End: 2}}, "bytes=1-1"},
 		{"17 ranges: whole file", "bytes=" + strings.TrimSuffix(strings.Repeat("1-1,", 17), ","), nil, "-"},
 		{"2000 ranges: whole file", many, nil, "-"},
 		{"garbage: left as is", "bytes=a-b", nil, "bytes=a-b"},
@@ -105,7 +105,7 @@ func TestDownloadReadsOnlyTheRanges(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			w.Header().Set("Content-Type", "audio/mpeg") // as download sets it: no sniffing read
-			src := &seeker{ctx: context.Background(), store: store, size: int64(len(data)), ranges: planRanges(r, int64(len(data)))}
+			src := gridfs.NewSeeker(context.Background(), store, bson.ObjectID{}, int64(len(data)), planRanges(r, int64(len(data))))
 			http.ServeContent(w, r, "", time.Time{}, src)
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d", w.Code, tc.status)
