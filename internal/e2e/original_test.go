@@ -277,7 +277,9 @@ func TestOriginalGatewayUploadGoConverts(t *testing.T) {
 func TestOriginalPymongoReadsGoFiles(t *testing.T) {
 	t.Parallel()
 	py := origPython(t)
-	s := startSuite(t)
+	// The converter removes a video once its MP3 is stored: keep it, to
+	// read it back after the conversion too.
+	s := startSuiteWith(t, suiteOptions{env: map[string]string{"KEEP_VIDEOS": "true"}})
 	_, tok := s.newUser(t, "orig_read")
 	video := makeVideo(t, 3)
 	want, err := os.ReadFile(video)
