@@ -176,12 +176,11 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	h.videoQ, h.mp3Q = testenv.Queue(t, h.url, "cvvideo"), testenv.Queue(t, h.url, "cvmp3")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if h.conn, err = mq.Dial(ctx, h.url, h.log); err != nil {
+	if h.conn, err = mq.New(h.url, h.log, mq.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.conn.Close() })
+	testenv.Connected(t, h.conn)
 	if h.amqp, err = amqp.Dial(h.url); err != nil {
 		t.Fatal(err)
 	}
@@ -370,9 +369,9 @@ func (h *harness) drainMP3Queue() bool {
 // queueDepth is the number of ready messages in q.
 func (h *harness) queueDepth(q string) int {
 	h.t.Helper()
-	n, err := h.conn.QueueDepth(context.Background(), q)
-	if err != nil {
-		h.t.Fatal(err)
+	n, ok := testenv.QueueDepth(h.t, h.url, q)
+	if !ok {
+		h.t.Fatalf("queue %s does not exist", q)
 	}
 	return n
 }

@@ -75,13 +75,12 @@ func (h *harness) service(conn *mq.Conn, d Deps, opt Options) *Service {
 // dialBroker opens another broker connection, closed at cleanup.
 func (h *harness) dialBroker(url string) *mq.Conn {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := mq.DialOptions(ctx, url, h.log, mq.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	c, err := mq.New(url, h.log, mq.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { c.Close() })
+	testenv.Connected(h.t, c)
 	return c
 }
 

@@ -231,7 +231,7 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	default:
 		result = resultRetry
 	}
-	if result == resultRetry && d.Attempt >= s.opt.MaxAttempts && ctx.Err() == nil {
+	if result == resultRetry && d.LastAttempt && ctx.Err() == nil {
 		// Last attempt: mq dead-letters the message after this; tell the
 		// user now, best effort. (Not on a shutdown: that message is
 		// requeued, not dead-lettered.)

@@ -86,29 +86,6 @@ type session struct {
 	declared map[string]bool
 }
 
-// Dial connects to the broker at url with default Options. It retries
-// until the first connection is established or ctx ends (then it returns an
-// error wrapping ErrUnavailable): give ctx a deadline to fail fast at start,
-// or use New for a service that must start while the broker is down. After
-// the first connection, ctx no longer matters: the Conn reconnects on its own
-// until Close.
-func Dial(ctx context.Context, url string, log *slog.Logger) (*Conn, error) {
-	return DialOptions(ctx, url, log, Options{})
-}
-
-// DialOptions is Dial with Options.
-func DialOptions(ctx context.Context, url string, log *slog.Logger, opt Options) (*Conn, error) {
-	c, err := New(url, log, opt)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.session(ctx); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connect to rabbitmq at %s: %w", c.addr, err)
-	}
-	return c, nil
-}
-
 // New returns a Conn that connects to url in the background and keeps
 // reconnecting until Close; it fails only on an invalid URL. Until the
 // broker is reached, Ready reports an error and Publish waits (within its
@@ -418,33 +395,6 @@ func (s *session) withChannel(f func(*amqp.Channel) (bool, error)) (bool, error)
 		_ = ch.Close()
 	}
 	return ok, err
-}
-
-// QueueDepth returns the number of messages ready for delivery in queue
-// (not counting those delivered and not yet acked). It returns an error
-// wrapping ErrNoQueue if the queue does not exist.
-func (c *Conn) QueueDepth(ctx context.Context, queue string) (int, error) {
-	s, err := c.session(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("queue depth %s: %w", queue, err)
-	}
-	var n int
-	err = withCtx(ctx, func() error {
-		_, err := s.withChannel(func(ch *amqp.Channel) (bool, error) {
-			q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-			n = q.Messages
-			return err == nil, err
-		})
-		return err
-	})
-	var ae *amqp.Error
-	switch {
-	case errors.As(err, &ae) && ae.Code == amqp.NotFound:
-		return 0, fmt.Errorf("queue depth %s: %w", queue, ErrNoQueue)
-	case err != nil:
-		return 0, fmt.Errorf("queue depth %s: %w: %w", queue, ErrUnavailable, err)
-	}
-	return n, nil
 }
 
 // withCtx runs f (whose amqp091 calls ignore contexts) and returns its

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +42,12 @@ type Delivery struct {
 	// the HeaderAttempts header). A redelivery by the broker after a crash or
 	// a connection loss does not count as an attempt.
 	Attempt int
+	// LastAttempt is whether Attempt is the last of
+	// ConsumeOptions.MaxAttempts: a transient error from this handling
+	// dead-letters the message rather than retrying it (unless the
+	// handling is cut short by its channel closing or a shutdown: then the
+	// message is handled again).
+	LastAttempt bool
 	// Redeliveries is how often the broker handed it back unsettled (a
 	// consumer died on it, lost its connection or stopped): the
 	// HeaderRedeliveries header.
@@ -90,10 +94,7 @@ type ConsumeOptions struct {
 	Log *slog.Logger
 }
 
-const (
-	maxErrorHeader = 1000        // bytes of the error text kept in HeaderLastError
-	killGrace      = time.Second // wait for handlers to return after their ctx was cancelled
-)
+const killGrace = time.Second // wait for handlers to return after their ctx was cancelled
 
 func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 	if o.Concurrency <= 0 {
@@ -153,7 +154,8 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 // dead-letter queue instead and opt.OnRedeliveryLimit is told.
 //
 // Consume declares queue and its dead-letter queue like Publish does, and
-// resumes on the new connection after the broker went away. When ctx is
+// resumes on the Conn's next connection after the broker went away (the
+// Conn redials; Consume does not). When ctx is
 // cancelled it stops taking deliveries, lets in-flight handlers finish for
 // up to opt.ShutdownTimeout (then cancels their ctx and requeues their
 // messages) and returns nil. It returns ErrClosed if the Conn is closed.
@@ -178,7 +180,7 @@ func (c *Conn) Consume(ctx context.Context, queue string, opt ConsumeOptions, h 
 	backoff := c.opt.MinBackoff
 	for {
 		began := time.Now()
-		ch, err := cs.serve(ctx)
+		s, ch, err := cs.serve(ctx)
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			cs.shutdown(ch, kill)
 			if errors.Is(err, ErrClosed) && ctx.Err() == nil {
@@ -187,6 +189,15 @@ func (c *Conn) Consume(ctx context.Context, queue string, opt ConsumeOptions, h 
 			cs.log.Info("consumer stopped")
 			return nil
 		}
+		if s != nil && s.conn.IsClosed() {
+			// The Conn redials (the one reconnect loop, with its backoff);
+			// serve waits for its next connection.
+			cs.log.Warn("consumer's connection lost, resuming on the next one", "err", err)
+			continue
+		}
+		// The channel failed on a live connection (the broker cancelled the
+		// consumer or refused a declare): try again on that connection,
+		// after a backoff so that a lasting refusal does not spin.
 		if time.Since(began) > c.opt.MaxBackoff {
 			backoff = c.opt.MinBackoff
 		}
@@ -226,6 +237,7 @@ type inflight struct {
 	alive     context.Context
 	id        string
 	attempt   int
+	last      bool // attempt is the last of MaxAttempts
 	deferrals int
 	log       *slog.Logger
 	claimed   atomic.Bool
@@ -233,28 +245,29 @@ type inflight struct {
 
 func (f *inflight) claim() bool { return f.claimed.CompareAndSwap(false, true) }
 
-// serve consumes on one channel until ctx is done (then it stops the
-// consumer, requeues undelivered prefetched messages and returns the
-// channel, still open for the in-flight acks) or the channel or connection
-// dies (then it returns why).
-func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
+// serve consumes on one channel of the Conn's connection (waiting for
+// one) until ctx is done (then it stops the consumer, requeues undelivered
+// prefetched messages and returns the channel, still open for the in-flight
+// acks) or the channel or connection dies (then it returns why). It returns
+// the connection's session unless it got none.
+func (cs *consumer) serve(ctx context.Context) (*session, *amqp.Channel, error) {
 	s, err := cs.c.session(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.declare(cs.queue); err != nil {
-		return nil, err
+		return s, nil, err
 	}
 	if err := s.declare(cs.dead); err != nil {
-		return nil, err
+		return s, nil, err
 	}
 	ch, err := s.conn.Channel()
 	if err != nil {
-		return nil, fmt.Errorf("open channel: %w", err)
+		return s, nil, fmt.Errorf("open channel: %w", err)
 	}
 	if err := ch.Qos(cs.opt.Prefetch, 0, false); err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("set prefetch: %w", err)
+		return s, nil, fmt.Errorf("set prefetch: %w", err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	// The deliveries of ch can be settled only while ch is open: once it
@@ -270,7 +283,7 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 	deliveries, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
 	if err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("consume: %w", err)
+		return s, nil, fmt.Errorf("consume: %w", err)
 	}
 	cs.log.Info("consuming", "consumer_tag", tag, "prefetch", cs.opt.Prefetch,
 		"concurrency", cs.opt.Concurrency, "max_attempts", cs.opt.MaxAttempts)
@@ -278,7 +291,7 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 		select {
 		case <-ctx.Done():
 			cs.stopTaking(ch, tag, deliveries)
-			return ch, nil
+			return s, ch, nil
 		case d, ok := <-deliveries:
 			if !ok {
 				var reason error = errors.New("delivery channel closed (consumer cancelled by the broker?)")
@@ -292,14 +305,14 @@ func (cs *consumer) serve(ctx context.Context) (*amqp.Channel, error) {
 				if !ch.IsClosed() {
 					_ = ch.Close()
 				}
-				return nil, reason
+				return s, nil, reason
 			}
 			select {
 			case cs.sem <- struct{}{}:
 			case <-ctx.Done():
 				cs.requeue(d)
 				cs.stopTaking(ch, tag, deliveries)
-				return ch, nil
+				return s, ch, nil
 			}
 			cs.start(ch, alive, d)
 		}
@@ -318,14 +331,6 @@ func (cs *consumer) stopTaking(ch *amqp.Channel, tag string, deliveries <-chan a
 	}
 }
 
-func (cs *consumer) requeue(d amqp.Delivery) {
-	if err := d.Nack(false, true); err != nil {
-		cs.log.Warn("nack failed; the broker requeues the message when the channel closes",
-			"message_id", d.MessageId, "err", err)
-	}
-	cs.m.onHandled(cs.queue, OutcomeRequeued)
-}
-
 func (cs *consumer) start(ch *amqp.Channel, alive context.Context, d amqp.Delivery) {
 	id := d.MessageId
 	if id == "" {
@@ -333,6 +338,7 @@ func (cs *consumer) start(ch *amqp.Channel, alive context.Context, d amqp.Delive
 	}
 	attempt := attempts(d.Headers)
 	f := &inflight{d: d, ch: ch, alive: alive, id: id, attempt: attempt,
+		last:      attempt >= cs.opt.MaxAttempts,
 		deferrals: headerCount(d.Headers[HeaderDeferrals]),
 		log:       cs.log.With("message_id", id, "attempt", attempt)}
 	cs.mu.Lock()
@@ -363,34 +369,7 @@ func (cs *consumer) handle(f *inflight) {
 	cs.m.onFinish(cs.queue)
 	<-cs.sem
 
-	switch {
-	case f.claimed.Load():
-		// The shutdown timed out, cancelled the handler and requeued the
-		// message already: its error is that cancellation, not a failure.
-		f.log.Debug("handler returned after its message was requeued", "err", err)
-	case f.alive.Err() != nil:
-		// Its channel closed: the broker has requeued the message, and a
-		// copy (a retry) would be a duplicate of the redelivery.
-		if f.claim() {
-			f.log.Warn("the message's channel closed while it was handled: handler cancelled, the broker redelivers it",
-				"err", err)
-			cs.m.onHandled(cs.queue, OutcomeLost)
-		}
-	case err == nil:
-		if f.claim() {
-			cs.ack(f, OutcomeAcked)
-			f.log.Debug("message handled")
-		}
-	case errors.Is(err, ErrPermanent):
-		if f.claim() {
-			f.log.Warn("message failed permanently, not retrying", "err", err)
-			cs.ack(f, OutcomeFailed)
-		}
-	case errors.Is(err, ErrDeferred) && f.deferrals < cs.opt.MaxDeferrals:
-		cs.deferral(f, err)
-	default:
-		cs.retry(f, err)
-	}
+	cs.settle(f, err)
 }
 
 func (cs *consumer) call(ctx context.Context, f *inflight) (err error) {
@@ -408,155 +387,11 @@ func (f *inflight) delivery() Delivery {
 		Body:         f.d.Body,
 		MessageID:    f.id,
 		Attempt:      f.attempt,
+		LastAttempt:  f.last,
 		Redeliveries: headerCount(f.d.Headers[HeaderRedeliveries]),
 		Deferrals:    f.deferrals,
 		Headers:      maps.Clone(map[string]any(f.d.Headers)),
 	}
-}
-
-// retry republishes f for its next attempt after a backoff, or dead-letters
-// it when the attempts are used up; the original is acked only once the
-// copy is confirmed.
-func (cs *consumer) retry(f *inflight, herr error) {
-	final := f.attempt >= cs.opt.MaxAttempts
-	if final {
-		f.log.Error("message failed on its last attempt, dead-lettering", "err", herr,
-			"max_attempts", cs.opt.MaxAttempts, "dead_letter_queue", cs.dead)
-	} else {
-		delay := retryDelay(cs.opt.RetryBackoff, cs.opt.MaxBackoff, f.attempt)
-		f.log.Warn("message failed, will retry", "err", herr, "retry_in", delay.String())
-		cs.wait(f, delay)
-	}
-	if !f.claim() {
-		return
-	}
-	headers := amqp.Table{HeaderLastError: logging.Clip(herr.Error(), maxErrorHeader)}
-	to, outcome := cs.queue, OutcomeRetried
-	if final {
-		to, outcome = cs.dead, OutcomeDeadLettered
-		cs.deadHeaders(headers, f)
-	} else {
-		headers[HeaderAttempts] = int32(f.attempt + 1)
-	}
-	cs.republish(f, to, headers, outcome)
-}
-
-// deferral republishes f after a backoff with its deferral count
-// incremented and its attempt count as it was.
-func (cs *consumer) deferral(f *inflight, herr error) {
-	n := f.deferrals + 1
-	delay := retryDelay(cs.opt.RetryBackoff, cs.opt.MaxBackoff, n)
-	f.log.Info("message deferred, will try again", "reason", herr, "deferrals", n,
-		"max_deferrals", cs.opt.MaxDeferrals, "retry_in", delay.String())
-	cs.wait(f, delay)
-	if !f.claim() {
-		return
-	}
-	cs.republish(f, cs.queue, amqp.Table{HeaderDeferrals: int32(n)}, OutcomeDeferred)
-}
-
-// wait holds f for delay before its copy is published, less when the
-// consumer stops or f's channel closes (then the copy is published at
-// once, or not at all).
-func (cs *consumer) wait(f *inflight, delay time.Duration) {
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-cs.stopping: // shutting down: republish now rather than hold the message
-	case <-f.alive.Done(): // channel lost (the broker requeued it) or shutdown timed out (it requeues it)
-	}
-}
-
-// recount handles a redelivered message (see Consume): republished with
-// its redelivery count, or dead-lettered beyond MaxRedeliveries.
-func (cs *consumer) recount(f *inflight) {
-	if !f.claim() {
-		return
-	}
-	n := headerCount(f.d.Headers[HeaderRedeliveries]) + 1
-	headers := amqp.Table{HeaderRedeliveries: int32(n)}
-	if n <= cs.opt.MaxRedeliveries {
-		f.log.Info("redelivered message: counted, handled again from the queue", "redeliveries", n)
-		cs.republish(f, cs.queue, headers, OutcomeRecounted)
-		return
-	}
-	reason := fmt.Sprintf("redelivered %d times without being settled: a consumer may crash on it", n)
-	f.log.Error("message over the redelivery limit, dead-lettering", "redeliveries", n,
-		"max_redeliveries", cs.opt.MaxRedeliveries, "dead_letter_queue", cs.dead)
-	headers[HeaderLastError] = reason
-	cs.deadHeaders(headers, f)
-	if !cs.republish(f, cs.dead, headers, OutcomeDeadLettered) || cs.opt.OnRedeliveryLimit == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(logging.Into(context.WithoutCancel(cs.work), f.log), 15*time.Second)
-	defer cancel()
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				f.log.Error("panic in OnRedeliveryLimit", "panic", fmt.Sprint(p))
-			}
-		}()
-		cs.opt.OnRedeliveryLimit(ctx, f.delivery(), reason)
-	}()
-}
-
-// deadHeaders adds what a dead-lettered copy of f carries.
-func (cs *consumer) deadHeaders(h amqp.Table, f *inflight) {
-	h[HeaderAttempts] = int32(f.attempt)
-	h[HeaderOriginalQueue] = cs.queue
-	h[HeaderDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339)
-}
-
-// republish publishes a copy of f's message to queue to, with headers
-// added, and acks the original once the broker confirmed the copy (then
-// counts outcome). If the copy is not confirmed the original is nacked
-// back to the queue. It reports whether the copy was published.
-func (cs *consumer) republish(f *inflight, to string, headers amqp.Table, outcome string) bool {
-	if f.ch.IsClosed() {
-		// The broker already requeued the original when its channel died;
-		// a copy would be a duplicate.
-		f.log.Warn("channel lost before the copy was published; the broker redelivers the message")
-		return false
-	}
-	p := amqp.Publishing{
-		Headers:         maps.Clone(f.d.Headers),
-		ContentType:     f.d.ContentType,
-		ContentEncoding: f.d.ContentEncoding,
-		DeliveryMode:    amqp.Persistent,
-		Priority:        f.d.Priority,
-		CorrelationId:   f.d.CorrelationId,
-		ReplyTo:         f.d.ReplyTo,
-		MessageId:       f.id,
-		Timestamp:       f.d.Timestamp,
-		Type:            f.d.Type,
-		AppId:           f.d.AppId,
-		Body:            f.d.Body,
-	}
-	if p.Headers == nil {
-		p.Headers = amqp.Table{}
-	}
-	maps.Copy(p.Headers, headers)
-	ctx, cancel := context.WithTimeout(cs.work, cs.c.opt.PublishTimeout)
-	defer cancel()
-	if err := cs.c.publish(ctx, to, p, false); err != nil {
-		f.log.Error("could not republish the message, requeueing it", "to", to, "err", err)
-		if err := f.d.Nack(false, true); err != nil {
-			f.log.Warn("nack failed; the broker requeues the message when the channel closes", "err", err)
-		}
-		cs.m.onHandled(cs.queue, OutcomeRequeued)
-		return false
-	}
-	cs.ack(f, outcome)
-	return true
-}
-
-func (cs *consumer) ack(f *inflight, outcome string) {
-	if err := f.d.Ack(false); err != nil {
-		f.log.Warn("ack failed; the broker will redeliver the message", "err", err)
-		return
-	}
-	cs.m.onHandled(cs.queue, outcome)
 }
 
 // shutdown waits for the in-flight handlers up to ShutdownTimeout, then
@@ -605,52 +440,4 @@ func (cs *consumer) count() int {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return len(cs.inflight)
-}
-
-// attempts reads HeaderAttempts: 1 when absent or invalid.
-func attempts(h amqp.Table) int { return max(headerCount(h[HeaderAttempts]), 1) }
-
-// headerCount reads a counter header (0 when absent or not a number).
-func headerCount(h any) int {
-	var n int64
-	switch v := h.(type) {
-	case int:
-		n = int64(v)
-	case int8:
-		n = int64(v)
-	case int16:
-		n = int64(v)
-	case int32:
-		n = int64(v)
-	case int64:
-		n = v
-	case uint8:
-		n = int64(v)
-	case uint16:
-		n = int64(v)
-	case uint32:
-		n = int64(v)
-	case float32:
-		n = int64(v)
-	case float64:
-		n = int64(v)
-	case string:
-		n, _ = strconv.ParseInt(v, 10, 64)
-	}
-	if n < 1 || n > math.MaxInt32 {
-		return 0
-	}
-	return int(n)
-}
-
-// retryDelay is base·2^(attempt-1), capped at limit.
-func retryDelay(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt; i++ {
-		if d >= limit/2 {
-			return limit
-		}
-		d *= 2
-	}
-	return min(d, limit)
 }

@@ -2,7 +2,6 @@ package mq_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -75,17 +74,10 @@ func (cs *consumer) stop(t *testing.T) error {
 	}
 }
 
-func depth(t *testing.T, c *mq.Conn, queue string) int {
+// depth is the number of ready messages in queue (0 if it does not exist).
+func depth(t *testing.T, url, queue string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := c.QueueDepth(ctx, queue)
-	if errors.Is(err, mq.ErrNoQueue) {
-		return 0
-	}
-	if err != nil {
-		t.Fatalf("queue depth: %v", err)
-	}
+	n, _ := testenv.QueueDepth(t, url, queue)
 	return n
 }
 

@@ -107,10 +107,10 @@ func TestHandlerCancelledWhenDeliveryLost(t *testing.T) {
 		t.Errorf("handled a third time: %+v", c.d)
 	case <-time.After(500 * time.Millisecond):
 	}
-	if n := depth(t, pub, queue); n != 0 {
+	if n := depth(t, url, queue); n != 0 {
 		t.Errorf("queue holds %d messages, want 0", n)
 	}
-	if n := depth(t, pub, mq.DeadLetterQueue(queue)); n != 0 {
+	if n := depth(t, url, mq.DeadLetterQueue(queue)); n != 0 {
 		t.Errorf("dead-letter queue holds %d messages, want 0", n)
 	}
 }
@@ -161,7 +161,7 @@ func TestDeferredIsNotAnAttempt(t *testing.T) {
 		if n := testenv.Metric(t, reg, "mq_messages_handled_total", map[string]string{"queue": queue, "outcome": mq.OutcomeDeferred}); n != defers {
 			t.Errorf("deferred outcomes %v, want %d", n, defers)
 		}
-		if n := depth(t, c, mq.DeadLetterQueue(queue)); n != 0 {
+		if n := depth(t, url, mq.DeadLetterQueue(queue)); n != 0 {
 			t.Errorf("%d dead-lettered", n)
 		}
 	})
@@ -180,7 +180,7 @@ func TestDeferredIsNotAnAttempt(t *testing.T) {
 			})
 		publish(t, c, queue, mq.Message{Body: []byte(`{}`), MessageID: "stuck"})
 		dead := mq.DeadLetterQueue(queue)
-		testenv.Eventually(t, 10*time.Second, "the message dead-lettered", func() bool { return depth(t, c, dead) == 1 })
+		testenv.Eventually(t, 10*time.Second, "the message dead-lettered", func() bool { return depth(t, url, dead) == 1 })
 		d := rawGet(t, raw(t, url), dead)
 		if d.Headers[mq.HeaderAttempts] != int32(2) || d.Headers[mq.HeaderDeferrals] != int32(2) {
 			t.Errorf("dead-lettered headers %v: want %s 2 and %s 2", d.Headers, mq.HeaderAttempts, mq.HeaderDeferrals)

@@ -35,30 +35,5 @@ var ErrDeferred = errors.New("deferred")
 // ErrClosed is returned by operations on a Conn after Close.
 var ErrClosed = errors.New("mq connection closed")
 
-// ErrNoQueue is returned by QueueDepth when the queue does not exist.
-var ErrNoQueue = errors.New("queue does not exist")
-
-// Headers this package sets on the messages it republishes.
-const (
-	// HeaderAttempts is the 1-based number of the attempt a delivery is
-	// (absent on a message that was never retried: attempt 1). On a
-	// dead-lettered message it is the number of attempts made.
-	HeaderAttempts = "x-attempts"
-	// HeaderLastError is the error text of the last failed attempt (on
-	// retried and dead-lettered messages).
-	HeaderLastError = "x-last-error"
-	// HeaderOriginalQueue names the queue a dead-lettered message came from.
-	HeaderOriginalQueue = "x-original-queue"
-	// HeaderDeadLetteredAt is when the message was dead-lettered (RFC 3339).
-	HeaderDeadLetteredAt = "x-dead-lettered-at"
-	// HeaderRedeliveries counts the times the broker redelivered a message
-	// that a consumer had taken and never settled (it crashed, or lost its
-	// connection, or handed it back at shutdown).
-	HeaderRedeliveries = "x-redeliveries"
-	// HeaderDeferrals counts the times a handler deferred the message
-	// (ErrDeferred).
-	HeaderDeferrals = "x-deferrals"
-)
-
 // DeadLetterQueue returns the name of queue's dead-letter queue.
 func DeadLetterQueue(queue string) string { return queue + ".dead" }

@@ -133,7 +133,7 @@ func TestPublishDeclaresQueue(t *testing.T) {
 			c := dial(t, url, log, fastOptions(nil))
 			publish(t, c, queue, mq.Message{Body: []byte(`{"n":1}`)})
 			publish(t, c, queue, mq.Message{Body: []byte(`{"n":2}`)})
-			if n := depth(t, c, queue); n != 2 {
+			if n := depth(t, url, queue); n != 2 {
 				t.Errorf("queue holds %d messages, want 2", n)
 			}
 			// Redeclaring with the expected properties fails (and closes the
@@ -235,7 +235,7 @@ func TestConsumeOutcomes(t *testing.T) {
 			})
 			if tt.wantDead != "" {
 				testenv.Eventually(t, 10*time.Second, "a message in the dead-letter queue", func() bool {
-					return depth(t, c, dead) == 1
+					return depth(t, url, dead) == 1
 				})
 			}
 			if err := cs.stop(t); err != nil {
@@ -256,7 +256,7 @@ func TestConsumeOutcomes(t *testing.T) {
 				}
 			}
 			mu.Unlock()
-			if n := depth(t, c, queue); n != 0 {
+			if n := depth(t, url, queue); n != 0 {
 				t.Errorf("queue holds %d messages after the consumer stopped, want 0", n)
 			}
 			for outcome, want := range tt.outcomes {
@@ -266,7 +266,7 @@ func TestConsumeOutcomes(t *testing.T) {
 				}
 			}
 			if tt.wantDead == "" {
-				if n := depth(t, c, dead); n != 0 {
+				if n := depth(t, url, dead); n != 0 {
 					t.Errorf("dead-letter queue holds %d messages, want 0", n)
 				}
 				return
@@ -378,7 +378,7 @@ func TestBrokerOutage(t *testing.T) {
 		if err := c.Ready(context.Background()); err != nil {
 			t.Errorf("Ready after recovery: %v", err)
 		}
-		if n := depth(t, c, queue); n < 3 {
+		if n := depth(t, url, queue); n < 3 {
 			t.Errorf("queue holds %d messages, want the 3 confirmed ones", n)
 		}
 	})
@@ -503,7 +503,7 @@ func TestGracefulShutdown(t *testing.T) {
 		if s := ctxErr.Load(); s != "<nil>" {
 			t.Errorf("handler ctx error at the end = %v, want nil (not cancelled during a graceful shutdown)", s)
 		}
-		if n := depth(t, c, queue); n != 0 {
+		if n := depth(t, url, queue); n != 0 {
 			t.Errorf("queue holds %d messages after shutdown, want 0 (acked)", n)
 		}
 		if n := calls.Load(); n != 1 {
@@ -564,7 +564,7 @@ func TestGracefulShutdown(t *testing.T) {
 		if n := len(got); n != 0 {
 			t.Errorf("next consumer got %d more deliveries, want the message once", n)
 		}
-		if n := depth(t, c, queue); n != 0 {
+		if n := depth(t, url, queue); n != 0 {
 			t.Errorf("queue holds %d messages, want 0", n)
 		}
 	})
@@ -624,7 +624,7 @@ func TestCompetingConsumers(t *testing.T) {
 	if per[0] == 0 || per[1] == 0 {
 		t.Errorf("work split %v: one consumer got nothing", per)
 	}
-	if d := depth(t, pub, queue); d != 0 {
+	if d := depth(t, url, queue); d != 0 {
 		t.Errorf("queue holds %d messages, want 0", d)
 	}
 }
@@ -637,8 +637,8 @@ func TestClosedConn(t *testing.T) {
 	c := dial(t, url, log, fastOptions(nil))
 	cs := startConsumer(t, c, queue, mq.ConsumeOptions{}, func(context.Context, mq.Delivery) error { return nil })
 	testenv.Eventually(t, 10*time.Second, "queue declared by the consumer", func() bool {
-		_, err := c.QueueDepth(context.Background(), queue)
-		return err == nil
+		_, ok := testenv.QueueDepth(t, url, queue)
+		return ok
 	})
 	if err := c.Close(); err != nil {
 		t.Errorf("Close = %v", err)
@@ -729,8 +729,8 @@ func TestRedeliveryLimit(t *testing.T) {
 				// The counted ack was sent, but an ack has no reply: it may still
 				// be in a socket buffer or the proxy. A round trip on the same
 				// connection, sent after it, returns once the broker has read it.
-				if _, err := sub.QueueDepth(context.Background(), queue); err != nil {
-					t.Fatalf("queue depth through the consumer's connection: %v", err)
+				if err := sub.RoundTrip(context.Background(), queue); err != nil {
+					t.Fatalf("round trip through the consumer's connection: %v", err)
 				}
 				proxy.Down() // the consumer "crashes": its connection dies, nothing is settled
 				testenv.Eventually(t, 5*time.Second, "the consumer's Conn notices the outage", func() bool {
@@ -753,7 +753,7 @@ func TestRedeliveryLimit(t *testing.T) {
 			}
 			dead := mq.DeadLetterQueue(queue)
 			testenv.Eventually(t, 10*time.Second, "the message in the dead-letter queue", func() bool {
-				return depth(t, pub, dead) == 1
+				return depth(t, url, dead) == 1
 			})
 			d := rawGet(t, raw(t, url), dead)
 			if d.MessageId != "poison" || d.Headers[mq.HeaderRedeliveries] != int32(limit+1) || d.Headers[mq.HeaderOriginalQueue] != queue {
@@ -764,7 +764,7 @@ func TestRedeliveryLimit(t *testing.T) {
 				t.Error("handled again after the redelivery limit")
 			case <-time.After(500 * time.Millisecond):
 			}
-			if n := depth(t, pub, queue); n != 0 {
+			if n := depth(t, url, queue); n != 0 {
 				t.Errorf("queue holds %d messages, want 0", n)
 			}
 		})

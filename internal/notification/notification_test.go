@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -42,6 +41,7 @@ const (
 // into private MongoDB databases (videos: the jobs; mp3s: the MP3s).
 type stack struct {
 	t     *testing.T
+	url   string // the broker's
 	queue string
 	conn  *mq.Conn
 	reg   *prometheus.Registry
@@ -87,7 +87,7 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, queue: queue, reg: reg, logs: logs, videosDB: testenv.Mongo(t), mp3sDB: testenv.Mongo(t)}
+	st := &stack{t: t, url: url, queue: queue, reg: reg, logs: logs, videosDB: testenv.Mongo(t), mp3sDB: testenv.Mongo(t)}
 	if st.jobs, err = jobs.NewStore(st.videosDB); err != nil {
 		t.Fatal(err)
 	}
@@ -108,18 +108,17 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := notification.New(sender, composer, rec, notification.Options{Log: log, Metrics: nm, MaxAttempts: opt.maxAttempts})
+	svc, err := notification.New(sender, composer, rec, notification.Options{Log: log, Metrics: nm})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := mq.DialOptions(ctx, url, log, mq.Options{Metrics: mqm, MinBackoff: 20 * time.Millisecond,
+	conn, err := mq.New(url, log, mq.Options{Metrics: mqm, MinBackoff: 20 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond, PublishTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("dial rabbitmq: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	testenv.Connected(t, conn)
 	st.conn = conn
 
 	cctx, stop := context.WithCancel(context.Background())
@@ -176,15 +175,7 @@ func (s *stack) waitCount(result string, n float64) {
 
 func (s *stack) depth(queue string) int {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := s.conn.QueueDepth(ctx, queue)
-	if errors.Is(err, mq.ErrNoQueue) {
-		return 0
-	}
-	if err != nil {
-		s.t.Fatalf("queue depth %s: %v", queue, err)
-	}
+	n, _ := testenv.QueueDepth(s.t, s.url, queue)
 	return n
 }
 

@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	svc, err := New(sender, composer, recorder, Options{
-		Log: log, Metrics: metrics, MaxAttempts: cfg.MaxAttempts,
+		Log: log, Metrics: metrics,
 	})
 	if err != nil {
 		return err

@@ -65,10 +65,6 @@ func (m *Metrics) inc(result string) {
 type Options struct {
 	Log     *slog.Logger
 	Metrics *Metrics // nil records nothing
-	// MaxAttempts is the consumer's (mq.ConsumeOptions.MaxAttempts), so that
-	// a transient failure on the last attempt counts as failed rather than
-	// retried; 0 counts every transient failure as retried.
-	MaxAttempts int
 }
 
 // Service turns messages of MP3_QUEUE into emails.
@@ -78,7 +74,6 @@ type Service struct {
 	rec     *Recorder
 	log     *slog.Logger
 	m       *Metrics
-	max     int
 }
 
 // New returns a Service that records with r, composes with c and sends
@@ -90,7 +85,7 @@ func New(s Sender, c *Composer, r *Recorder, opt Options) (*Service, error) {
 	if opt.Log == nil {
 		return nil, errors.New("notification: nil logger")
 	}
-	return &Service{send: s, compose: c, rec: r, log: opt.Log, m: opt.Metrics, max: opt.MaxAttempts}, nil
+	return &Service{send: s, compose: c, rec: r, log: opt.Log, m: opt.Metrics}, nil
 }
 
 // Handle is the mq.Handler: it records the outcome (Recorder.Record), then
@@ -139,7 +134,7 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 // transient counts and logs a failure that internal/mq retries (or, on the
 // last attempt, dead-letters).
 func (s *Service) transient(log *slog.Logger, d mq.Delivery, what string, err error) {
-	if s.max > 0 && d.Attempt >= s.max {
+	if d.LastAttempt {
 		s.m.inc(ResultFailed)
 		log.Error(what+" on the last attempt, dead-lettering", "err", err)
 		return
