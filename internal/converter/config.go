@@ -102,6 +102,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/mongodb"
 	"mp3converter/internal/retention"
 )
 
@@ -153,9 +154,7 @@ type Config struct {
 	Port     int    `env:"PORT" envDefault:"8081"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
-	MongoURI    config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
-	VideosDB    string        `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
-	MP3sDB      string        `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+	mongodb.Config
 	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
 	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
 	MP3Queue    string        `env:"MP3_QUEUE" envDefault:"mp3"`

@@ -24,9 +24,9 @@ type service struct {
 
 var services = []service{
 	{"auth", 2, "internal/auth"},
-	{"gateway", 2, "internal/gateway"},
-	{"converter", 4, "internal/converter,internal/retention"},
-	{"notification", 4, "internal/notification"},
+	{"gateway", 2, "internal/gateway,internal/mongodb"},
+	{"converter", 4, "internal/converter,internal/retention,internal/mongodb"},
+	{"notification", 4, "internal/notification,internal/mongodb"},
 }
 
 // repoRoot is the module root: two levels above this package.

@@ -9,6 +9,7 @@ import (
 
 	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
+	"mp3converter/internal/mongodb"
 )
 
 // Config is the gateway's configuration. AUTH_SVC_ADDRESS and VIDEO_QUEUE
@@ -26,13 +27,9 @@ type Config struct {
 	// auth under a burst of logins, so it is longer than AUTH_TIMEOUT.
 	AuthLoginTimeout time.Duration `env:"AUTH_LOGIN_TIMEOUT" envDefault:"10s"`
 
-	MongoURI    config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
+	mongodb.Config
 	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
 	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
-	// The original's database names; settable so that several suites (or
-	// tests) can share one MongoDB server.
-	VideosDB string `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
-	MP3sDB   string `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
 
 	MaxUploadBytes int64 `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
 	// UserQuotaBytes bounds one user's stored videos and MP3s (0: none);

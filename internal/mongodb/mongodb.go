@@ -6,16 +6,41 @@ package mongodb
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"mp3converter/internal/config"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/retention"
 )
+
+// Config locates MongoDB and the suite's databases; the gateway, the
+// converter and the notification embed it, so that they read the same
+// names with the same defaults.
+type Config struct {
+	MongoURI config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
+	// The original's database names; settable so that several suites (or
+	// tests) can share one MongoDB server.
+	VideosDB string `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
+	MP3sDB   string `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+}
+
+// Validate reports the empty values, naming each variable.
+func (c Config) Validate() error {
+	var errs []error
+	for name, v := range map[string]string{"MONGODB_URI": c.MongoURI.Reveal(), "MONGODB_VIDEOS_DB": c.VideosDB, "MONGODB_MP3S_DB": c.MP3sDB} {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s is empty", name))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Stores are the client and the stores opened on it.
 type Stores struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/mongodb"
 )
 
 // Config is the notification service's configuration. MP3_QUEUE,
@@ -28,9 +29,7 @@ type Config struct {
 	// email goes out (see Recorder): the job marked done, the MP3 given its
 	// owner. The same names and defaults as the gateway's and the
 	// converter's.
-	MongoURI config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
-	VideosDB string        `env:"MONGODB_VIDEOS_DB" envDefault:"videos"`
-	MP3sDB   string        `env:"MONGODB_MP3S_DB" envDefault:"mp3s"`
+	mongodb.Config
 
 	SMTP SMTPConfig
 
@@ -102,14 +101,8 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.MP3Queue) == "" {
 		bad("MP3_QUEUE is empty")
 	}
-	if strings.TrimSpace(c.MongoURI.Reveal()) == "" {
-		bad("MONGODB_URI is empty")
-	}
-	if strings.TrimSpace(c.VideosDB) == "" {
-		bad("MONGODB_VIDEOS_DB is empty")
-	}
-	if strings.TrimSpace(c.MP3sDB) == "" {
-		bad("MONGODB_MP3S_DB is empty")
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.SMTP.validate(); err != nil {
 		errs = append(errs, err)
