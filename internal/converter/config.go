@@ -101,8 +101,8 @@ import (
 	"strings"
 	"time"
 
-	"mp3converter/internal/config"
 	"mp3converter/internal/mongodb"
+	"mp3converter/internal/mq"
 	"mp3converter/internal/retention"
 )
 
@@ -154,10 +154,10 @@ type Config struct {
 	Port     int    `env:"PORT" envDefault:"8081"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
-	mongodb.Config
-	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
-	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
-	MP3Queue    string        `env:"MP3_QUEUE" envDefault:"mp3"`
+	mongodb.StoreConfig
+	mq.BrokerConfig
+	VideoQueue string `env:"VIDEO_QUEUE" envDefault:"video"`
+	MP3Queue   string `env:"MP3_QUEUE" envDefault:"mp3"`
 
 	FFmpegPath  string `env:"FFMPEG_PATH" envDefault:"ffmpeg"`
 	FFprobePath string `env:"FFPROBE_PATH" envDefault:"ffprobe"`

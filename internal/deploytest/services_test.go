@@ -24,9 +24,9 @@ type service struct {
 
 var services = []service{
 	{"auth", 2, "internal/auth"},
-	{"gateway", 2, "internal/gateway,internal/mongodb"},
-	{"converter", 4, "internal/converter,internal/retention,internal/mongodb"},
-	{"notification", 4, "internal/notification,internal/mongodb"},
+	{"gateway", 2, "internal/gateway,internal/mongodb,internal/mq"},
+	{"converter", 4, "internal/converter,internal/retention,internal/mongodb,internal/mq"},
+	{"notification", 4, "internal/notification,internal/mongodb,internal/mq"},
 }
 
 // repoRoot is the module root: two levels above this package.

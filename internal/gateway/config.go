@@ -7,9 +7,9 @@ package gateway
 import (
 	"time"
 
-	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/mongodb"
+	"mp3converter/internal/mq"
 )
 
 // Config is the gateway's configuration. AUTH_SVC_ADDRESS and VIDEO_QUEUE
@@ -27,9 +27,9 @@ type Config struct {
 	// auth under a burst of logins, so it is longer than AUTH_TIMEOUT.
 	AuthLoginTimeout time.Duration `env:"AUTH_LOGIN_TIMEOUT" envDefault:"10s"`
 
-	mongodb.Config
-	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
-	VideoQueue  string        `env:"VIDEO_QUEUE" envDefault:"video"`
+	mongodb.StoreConfig
+	mq.BrokerConfig
+	VideoQueue string `env:"VIDEO_QUEUE" envDefault:"video"`
 
 	MaxUploadBytes int64 `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
 	// UserQuotaBytes bounds one user's stored videos and MP3s (0: none);

@@ -20,10 +20,10 @@ import (
 	"mp3converter/internal/retention"
 )
 
-// Config locates MongoDB and the suite's databases; the gateway, the
+// StoreConfig locates MongoDB and the suite's databases; the gateway, the
 // converter and the notification embed it, so that they read the same
 // names with the same defaults.
-type Config struct {
+type StoreConfig struct {
 	MongoURI config.Secret `env:"MONGODB_URI" envDefault:"mongodb://mongodb:27017"`
 	// The original's database names; settable so that several suites (or
 	// tests) can share one MongoDB server.
@@ -32,7 +32,7 @@ type Config struct {
 }
 
 // Validate reports the empty values, naming each variable.
-func (c Config) Validate() error {
+func (c StoreConfig) Validate() error {
 	var errs []error
 	for name, v := range map[string]string{"MONGODB_URI": c.MongoURI.Reveal(), "MONGODB_VIDEOS_DB": c.VideosDB, "MONGODB_MP3S_DB": c.MP3sDB} {
 		if strings.TrimSpace(v) == "" {

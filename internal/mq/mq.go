@@ -13,7 +13,11 @@
 // handler must tolerate seeing a message twice.
 package mq
 
-import "errors"
+import (
+	"errors"
+
+	"mp3converter/internal/config"
+)
 
 // ErrUnavailable is wrapped by every error caused by the broker being
 // unreachable, a closed channel, a negative acknowledgement or a publish
@@ -37,3 +41,8 @@ var ErrClosed = errors.New("mq connection closed")
 
 // DeadLetterQueue returns the name of queue's dead-letter queue.
 func DeadLetterQueue(queue string) string { return queue + ".dead" }
+
+// BrokerConfig locates the broker; every service that talks to it embeds it.
+type BrokerConfig struct {
+	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
+}

@@ -12,6 +12,7 @@ import (
 
 	"mp3converter/internal/config"
 	"mp3converter/internal/mongodb"
+	"mp3converter/internal/mq"
 )
 
 // Config is the notification service's configuration. MP3_QUEUE,
@@ -22,14 +23,14 @@ type Config struct {
 	Port     int    `env:"PORT" envDefault:"8082"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
-	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
-	MP3Queue    string        `env:"MP3_QUEUE" envDefault:"mp3"`
+	mq.BrokerConfig
+	MP3Queue string `env:"MP3_QUEUE" envDefault:"mp3"`
 
 	// MongoDB, where each MP3 message's outcome is recorded before the
 	// email goes out (see Recorder): the job marked done, the MP3 given its
 	// owner. The same names and defaults as the gateway's and the
 	// converter's.
-	mongodb.Config
+	mongodb.StoreConfig
 
 	SMTP SMTPConfig
 
@@ -101,7 +102,7 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.MP3Queue) == "" {
 		bad("MP3_QUEUE is empty")
 	}
-	if err := c.Config.Validate(); err != nil {
+	if err := c.StoreConfig.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.SMTP.validate(); err != nil {
