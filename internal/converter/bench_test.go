@@ -17,6 +17,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"mp3converter/internal/ffmpeg/ffmpegtest"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
@@ -60,7 +61,7 @@ func benchVideo(b *testing.B) string {
 		return benchOnce.path
 	}
 	ffmpeg := testenv.Getenv(b, "FFMPEG_PATH")
-	path := filepath.Join(mediaDir, "bench-720p-5min.mp4")
+	path := filepath.Join(ffmpegtest.Dir(), "bench-720p-5min.mp4")
 	t0 := time.Now()
 	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-y",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=300",

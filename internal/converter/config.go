@@ -62,7 +62,7 @@
 //
 // ffprobe and ffmpeg open only a file ("file:" path) or a pipe, with
 // -protocol_whitelist, and only common media containers, with
-// -format_whitelist (mediaDemuxers): never a URL, and never a demuxer that
+// -format_whitelist (see package ffmpeg): never a URL, and never a demuxer that
 // follows a playlist or script (HLS, DASH, concat, SDP/RTSP, image
 // sequences, lavfi). Before that, the first bytes of the video are sniffed:
 // an HLS or PLS playlist, a DASH manifest, an ffconcat script, an SDP

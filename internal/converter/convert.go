@@ -3,14 +3,16 @@ package converter
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"time"
 
+	"mp3converter/internal/ffmpeg"
 	"mp3converter/internal/gridfs"
+	"mp3converter/internal/readahead"
 )
 
 // maxPrefix bounds the bytes read ahead to find an MP4's index (and held in
@@ -30,36 +32,36 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 		t          = time.Now()
 	)
 	// Playlists and scripts never reach ffmpeg (which would open what they
-	// name); its whitelists (inputOptions) are the second line.
+	// name); its whitelists (see package ffmpeg) are the second line.
 	if src, err = refuseScripts(src); err != nil {
 		return gridfs.FileInfo{}, err
 	}
 	if s.opt.StreamFaststart {
-		if prefix, streamable, err = sniffFaststart(src, maxPrefix); err != nil {
+		if prefix, streamable, err = ffmpeg.SniffFaststart(src, maxPrefix); err != nil {
 			return gridfs.FileInfo{}, fmt.Errorf("read video: %w", err)
 		}
 	}
 	var (
-		input = "pipe:0"
-		stdin io.Reader
-		pr    probeResult
+		in    ffmpeg.Input
+		pr    ffmpeg.Info
+		piped bool
 		mode  = "stream"
 	)
 	if streamable {
-		pr, err = probe(ctx, s.opt.FFprobePath, "pipe:0", bytes.NewReader(prefix), s.opt.ProbeTimeout)
+		pr, err = s.probe(ctx, ffmpeg.Pipe(bytes.NewReader(prefix)))
 		t = j.lap("probe", t)
 		switch {
 		case err == nil:
-			ra := newReadAhead(io.MultiReader(bytes.NewReader(prefix), src), 16, 256<<10)
+			ra := readahead.New(io.MultiReader(bytes.NewReader(prefix), src), 16, 256<<10)
 			defer ra.Close()
-			stdin = ra
-		case errors.Is(err, errNotMedia):
+			in, piped = ffmpeg.Pipe(ra), true
+		case errors.Is(err, ffmpeg.ErrNotMedia):
 			j.log.Debug("ffprobe refused the index alone; using a temporary file", "err", err)
 		default:
 			return gridfs.FileInfo{}, err
 		}
 	}
-	if stdin == nil {
+	if !piped {
 		mode = "file"
 		tmp, err := s.download(ctx, io.MultiReader(bytes.NewReader(prefix), src), info.Length)
 		prefix = nil
@@ -72,11 +74,11 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 				j.log.Warn("remove temporary file", "path", tmp.path, "err", err)
 			}
 		}()
-		input = fileInput(tmp.path)
-		pr, err = probe(ctx, s.opt.FFprobePath, input, nil, s.opt.ProbeTimeout)
+		in = ffmpeg.File(tmp.path)
+		pr, err = s.probe(ctx, in)
 		t = j.lap("probe", t)
 		if err != nil {
-			if errors.Is(err, errNotMedia) {
+			if errors.Is(err, ffmpeg.ErrNotMedia) {
 				return gridfs.FileInfo{}, permanent("the file is not a video or audio file ffmpeg can read", err)
 			}
 			return gridfs.FileInfo{}, err
@@ -85,13 +87,13 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 	if pr.Audio == nil {
 		return gridfs.FileInfo{}, permanent("the video has no audio track", fmt.Errorf("format %s", pr.Format))
 	}
-	dur, maxDur := pr.duration(), s.opt.MaxDuration.Seconds()
+	dur, maxDur := pr.Seconds(), s.opt.MaxDuration.Seconds()
 	if dur > maxDur {
 		return gridfs.FileInfo{}, permanent(fmt.Sprintf("the video is longer than the %s limit", durationText(s.opt.MaxDuration)),
 			fmt.Errorf("%.1f s of audio", dur))
 	}
 
-	args, copied := ffmpegArgs(input, pr.Audio, s.opt.Bitrate, s.opt.MaxDuration)
+	output, copied := mp3Args(pr.Audio, s.opt.Bitrate, s.opt.MaxDuration)
 	meta := mp3Meta{Owner: j.owner(), VideoFID: j.fid(), Filename: name,
 		Duration: math.Round(dur*1000) / 1000, Bitrate: s.opt.BitrateBPS, Codec: pr.Audio.Codec, Copied: copied}
 	if copied {
@@ -102,52 +104,80 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	run, err := startFFmpeg(cctx, s.opt.FFmpegPath, args, stdin)
+	run, err := ffmpeg.Start(cctx, ffmpeg.Cmd{Path: s.opt.FFmpegPath, Input: in, Output: output,
+		// Before the upload reads the MP3's end: a refused MP3 is never stored.
+		Check: func(r ffmpeg.Result) error {
+			got := r.Position.Seconds()
+			switch {
+			case dur <= 0 && got >= maxDur-0.5:
+				// Unknown duration: -t cut it at the limit.
+				return permanent(fmt.Sprintf("the video is longer than the %s limit", durationText(s.opt.MaxDuration)),
+					fmt.Errorf("conversion reached %.1f s", got))
+			case dur > 0 && got < 0.9*dur && dur-got > 1:
+				return permanent("the file is damaged or truncated",
+					fmt.Errorf("only %.1f of %.1f s of audio could be decoded", got, dur))
+			}
+			return nil
+		}})
 	if err != nil {
 		return gridfs.FileInfo{}, err
 	}
-	run.check = func() error {
-		got := float64(run.outTime.Load()) / 1e6
-		switch {
-		case dur <= 0 && got >= maxDur-0.5:
-			// Unknown duration: -t cut it at the limit.
-			return permanent(fmt.Sprintf("the video is longer than the %s limit", durationText(s.opt.MaxDuration)),
-				fmt.Errorf("conversion reached %.1f s", got))
-		case dur > 0 && got < 0.9*dur && dur-got > 1:
-			return permanent("the file is damaged or truncated",
-				fmt.Errorf("only %.1f of %.1f s of audio could be decoded", got, dur))
-		}
-		return nil
-	}
-	stopProgress := s.trackProgress(cctx, j, run, dur)
+	stopProgress := s.trackProgress(cctx, j, run.Position, dur)
 	up, uerr := s.d.MP3s.Upload(cctx, name, run, meta, gridfs.UploadOptions{ID: j.id, Writer: j.writer, Supersede: j.supersede})
 	cancel() // ffmpeg is killed if the upload stopped reading early
-	werr := run.wait()
-	<-run.feedDone
+	res, werr := run.Wait()
 	stopProgress()
 	j.lap("convert", t)
 
 	var pe *permanentError
 	switch {
-	case run.feedError() != nil:
-		return gridfs.FileInfo{}, run.feedError()
+	case errors.Is(werr, ffmpeg.ErrInput):
+		return gridfs.FileInfo{}, werr // the video's download broke
 	case uerr == nil:
 		return up, nil
-	case errors.As(run.failed, &pe):
-		return gridfs.FileInfo{}, pe
-	case run.ended && werr != nil && ctx.Err() == nil:
+	case errors.As(werr, &pe):
+		return gridfs.FileInfo{}, pe // refused by Check
+	case res.Complete && werr != nil && ctx.Err() == nil:
 		// ffmpeg failed on its own (not killed by us): the input is bad.
 		return gridfs.FileInfo{}, permanent("the audio could not be decoded (the file is damaged or in a format ffmpeg cannot convert)", werr)
-	case run.ended && werr != nil:
+	case res.Complete && werr != nil:
 		return gridfs.FileInfo{}, fmt.Errorf("conversion interrupted: %w (%v)", ctx.Err(), werr)
 	}
 	return gridfs.FileInfo{}, fmt.Errorf("store mp3: %w", uerr)
 }
 
+// probe runs ffprobe on in, within ProbeTimeout.
+func (s *Service) probe(ctx context.Context, in ffmpeg.Input) (ffmpeg.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opt.ProbeTimeout)
+	defer cancel()
+	return ffmpeg.Probe(ctx, s.opt.FFprobePath, in)
+}
+
+// mp3Args are the ffmpeg output options converting the input's first audio
+// stream, a, to MP3 of bitrate, at most maxDur long: copied as it is when
+// it is MP3 already.
+func mp3Args(a *ffmpeg.Audio, bitrate string, maxDur time.Duration) (args []string, copied bool) {
+	args = []string{"-map", "0:a:0", "-vn", "-sn", "-dn"}
+	if a.Codec == "mp3" {
+		args = append(args, "-c:a", "copy")
+		copied = true
+	} else {
+		args = append(args, "-c:a", "libmp3lame", "-b:a", bitrate)
+		if a.SampleRate > 48000 {
+			args = append(args, "-ar", "48000") // the highest rate MP3 has
+		}
+		if a.Channels > 2 {
+			args = append(args, "-ac", "2") // MP3 is mono or stereo
+		}
+	}
+	args = append(args, "-t", strconv.FormatFloat(maxDur.Seconds(), 'f', 3, 64), "-f", "mp3")
+	return args, copied
+}
+
 // trackProgress updates the job's percentage from ffmpeg's position, at
 // most every ProgressInterval, in the background (a slow database never
 // slows ffmpeg down). The returned func stops it.
-func (s *Service) trackProgress(ctx context.Context, j *job, run *ffmpegRun, dur float64) (stop func()) {
+func (s *Service) trackProgress(ctx context.Context, j *job, position func() time.Duration, dur float64) (stop func()) {
 	if dur <= 0 {
 		return func() {}
 	}
@@ -165,7 +195,7 @@ func (s *Service) trackProgress(ctx context.Context, j *job, run *ffmpegRun, dur
 				return
 			case <-t.C:
 			}
-			pct := min(int(float64(run.outTime.Load())/1e6/dur*100), 99)
+			pct := min(int(position().Seconds()/dur*100), 99)
 			if pct <= last {
 				continue
 			}
@@ -188,66 +218,6 @@ func (s *Service) trackProgress(ctx context.Context, j *job, run *ffmpegRun, dur
 		<-finished
 	}
 }
-
-// sniffFaststart reads the start of r to tell whether it is an MP4/MOV
-// (ISO base media file) whose moov box, the index, comes before its mdat
-// box, the media data: such a file can be converted from a pipe. It reads
-// past the end of moov (at most limit bytes in all) and returns the bytes
-// read, which the caller must replay before the rest of r.
-func sniffFaststart(r io.Reader, limit int) (prefix []byte, ok bool, err error) {
-	buf := make([]byte, 0, 64<<10)
-	// fill reads until buf holds n bytes; false if r ends first or n is
-	// beyond limit.
-	fill := func(n int64) (bool, error) {
-		if n > int64(limit) {
-			return false, nil
-		}
-		for int64(len(buf)) < n {
-			if len(buf) == cap(buf) {
-				nb := make([]byte, len(buf), min(max(2*cap(buf), int(n)), limit))
-				copy(nb, buf)
-				buf = nb
-			}
-			k, err := r.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+k]
-			if errors.Is(err, io.EOF) {
-				return int64(len(buf)) >= n, nil
-			}
-			if err != nil {
-				return false, err
-			}
-		}
-		return true, nil
-	}
-	var off int64
-	for i := 0; i < 32; i++ { // top-level boxes before moov: ftyp, free, wide, …
-		if ok, err := fill(off + 16); err != nil || !ok {
-			return buf, false, err // a read error, or too little left to tell
-		}
-		size := int64(binary.BigEndian.Uint32(buf[off:]))
-		typ := string(buf[off+4 : off+8])
-		hdr := int64(8)
-		if size == 1 {
-			size, hdr = int64(binary.BigEndian.Uint64(buf[off+8:])), 16
-		}
-		if size < hdr || (i == 0 && !topLevelBox[typ]) {
-			return buf, false, nil // size 0 (to the end), corrupt, or not ISO BMFF
-		}
-		switch typ {
-		case "moov":
-			ok, err := fill(off + size)
-			return buf, ok, err
-		case "mdat", "moof":
-			return buf, false, nil
-		}
-		off += size
-	}
-	return buf, false, nil
-}
-
-// topLevelBox lists the boxes an MP4 or QuickTime file may start with.
-var topLevelBox = map[string]bool{"ftyp": true, "moov": true, "free": true, "skip": true,
-	"wide": true, "mdat": true, "pnot": true, "uuid": true, "styp": true}
 
 func durationText(d time.Duration) string {
 	switch {

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"mp3converter/internal/ffmpeg/ffmpegtest"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
@@ -443,7 +444,7 @@ func TestProgressIsReported(t *testing.T) {
 		t.Error("never saw the job converting with 0 < progress < 100")
 	}
 	vals := rec.values()
-	if len(vals) < 3 || len(vals) > 2+clipSeconds*2+1 {
+	if len(vals) < 3 || len(vals) > 2+ffmpegtest.ClipSeconds*2+1 {
 		t.Errorf("progress updates %v: want a few (about two per second)", vals)
 	}
 	for i := 1; i < len(vals); i++ {

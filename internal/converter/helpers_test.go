@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -24,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"mp3converter/internal/ffmpeg/ffmpegtest"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
@@ -31,70 +31,10 @@ import (
 	"mp3converter/internal/testenv"
 )
 
-// mediaDir caches the media generated for this test binary's run.
-var mediaDir string
+func TestMain(m *testing.M) { os.Exit(ffmpegtest.Main(m)) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "converter-media-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mediaDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// clipSeconds is the length of the generated test clips.
-const clipSeconds = 3
-
-// mediaSpecs are ffmpeg output options per generated file; the inputs are
-// a 440 Hz sine (0) and a test pattern (1).
-var mediaSpecs = map[string][]string{
-	"mp4":           {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mp4"},
-	"mp4-faststart": {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", "-f", "mp4"},
-	"webm":          {"-map", "1:v", "-map", "0:a", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-f", "webm"},
-	"avi-mp3":       {"-map", "1:v", "-map", "0:a", "-c:v", "mpeg4", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "avi"},
-	"mov":           {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mov"},
-	"mkv":           {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libvorbis", "-f", "matroska"},
-	"noaudio":       {"-map", "1:v", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4"},
-	"ts":            {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts"},
-	"mp3":           {"-map", "0:a", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3"},
-	"wav":           {"-map", "0:a", "-c:a", "pcm_s16le", "-f", "wav"},
-	"ogg":           {"-map", "0:a", "-c:a", "libvorbis", "-f", "ogg"},
-}
-
-var mediaMu sync.Mutex
-
-// media returns the path of a generated clip (see mediaSpecs), generating it
-// on first use.
-func media(t testing.TB, name string) string {
-	t.Helper()
-	spec, ok := mediaSpecs[name]
-	if !ok {
-		t.Fatalf("no media spec %q", name)
-	}
-	mediaMu.Lock()
-	defer mediaMu.Unlock()
-	path := filepath.Join(mediaDir, name)
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	ffmpeg := testenv.Getenv(t, "FFMPEG_PATH")
-	d := strconv.Itoa(clipSeconds)
-	args := []string{"-nostdin", "-v", "error", "-y",
-		"-f", "lavfi", "-i", "sine=frequency=440:duration=" + d,
-		"-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=" + d}
-	args = append(append(args, spec...), path+".tmp")
-	if out, err := exec.Command(ffmpeg, args...).CombinedOutput(); err != nil {
-		t.Fatalf("generate %s: %v: %s", name, err, out)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+// media returns the path of a generated clip (see ffmpegtest.Media).
+var media = ffmpegtest.Media
 
 // audioInfo is what ffprobe reports of a file's first audio stream.
 type audioInfo struct {
@@ -128,6 +68,8 @@ func probeAudio(t testing.TB, path string) audioInfo {
 	if len(res.Streams) == 0 {
 		t.Fatalf("%s has no audio stream", path)
 	}
+	// A number ffprobe printed; 0 if it printed none ("N/A").
+	parseFloat := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
 	ai := audioInfo{Codec: res.Streams[0].Codec, Duration: parseFloat(res.Streams[0].Duration),
 		BitRate: int(parseFloat(res.Streams[0].BitRate))}
 	if ai.Duration == 0 {

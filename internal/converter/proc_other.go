@@ -5,10 +5,7 @@ package converter
 import (
 	"errors"
 	"os"
-	"syscall"
 )
-
-func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func freeBytes(string) (int64, error) { return 0, errors.ErrUnsupported }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"mp3converter/internal/logging"
+	"mp3converter/internal/readahead"
 )
 
 // Temporary videos in ScratchDir are named scratchPattern (os.CreateTemp
@@ -293,7 +294,7 @@ func (s *Service) download(ctx context.Context, r io.Reader, size int64) (*scrat
 	if err != nil {
 		return nil, err
 	}
-	ra := newReadAhead(r, 8, 1<<20) // the next batch downloads while one is written
+	ra := readahead.New(r, 8, 1<<20) // the next batch downloads while one is written
 	defer ra.Close()
 	// A plain io.Writer, so that CopyBuffer uses the larger buffer.
 	n, err := io.CopyBuffer(struct{ io.Writer }{sf.f}, ra, make([]byte, 1<<20))

@@ -1,16 +1,17 @@
-package converter
+// Package readahead reads a source in a goroutine, ahead of its consumer.
+package readahead
 
 import (
 	"errors"
 	"io"
 )
 
-// readAhead reads its source in a goroutine, up to n buffers of size bytes
+// Reader reads its source in a goroutine, up to n buffers of size bytes
 // ahead of its consumer: a download (whose batches arrive in bursts) and
 // ffmpeg (which reads or writes a little at a time through a 64 KiB pipe)
 // then work at the same time instead of taking turns. Memory is bounded by
 // n·size.
-type readAhead struct {
+type Reader struct {
 	full  chan []byte // filled buffers, in order; closed after the last
 	free  chan []byte // buffers to refill
 	stop  chan struct{}
@@ -20,8 +21,10 @@ type readAhead struct {
 	owned []byte // the current buffer, to hand back
 }
 
-func newReadAhead(src io.Reader, n, size int) *readAhead {
-	ra := &readAhead{full: make(chan []byte, n), free: make(chan []byte, n),
+// New starts reading src, n buffers of size bytes ahead; the caller
+// Closes the Reader.
+func New(src io.Reader, n, size int) *Reader {
+	ra := &Reader{full: make(chan []byte, n), free: make(chan []byte, n),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for range n {
 		ra.free <- make([]byte, size)
@@ -30,7 +33,7 @@ func newReadAhead(src io.Reader, n, size int) *readAhead {
 	return ra
 }
 
-func (ra *readAhead) fill(src io.Reader) {
+func (ra *Reader) fill(src io.Reader) {
 	defer close(ra.done)
 	defer close(ra.full)
 	for {
@@ -38,7 +41,7 @@ func (ra *readAhead) fill(src io.Reader) {
 		select {
 		case buf = <-ra.free:
 		case <-ra.stop:
-			ra.err = errReadAheadClosed
+			ra.err = errClosed
 			return
 		}
 		k, err := io.ReadFull(src, buf[:cap(buf)])
@@ -46,7 +49,7 @@ func (ra *readAhead) fill(src io.Reader) {
 			select {
 			case ra.full <- buf[:k]:
 			case <-ra.stop:
-				ra.err = errReadAheadClosed
+				ra.err = errClosed
 				return
 			}
 		}
@@ -62,7 +65,7 @@ func (ra *readAhead) fill(src io.Reader) {
 }
 
 // Read returns the source's bytes, then its error (io.EOF at the end).
-func (ra *readAhead) Read(p []byte) (int, error) {
+func (ra *Reader) Read(p []byte) (int, error) {
 	for len(ra.cur) == 0 {
 		if ra.owned != nil {
 			ra.free <- ra.owned[:cap(ra.owned)]
@@ -82,7 +85,7 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 // Close stops the goroutine and waits for it; a source Read in progress is
 // waited for, so the caller must make it return (cancel its context or
 // close it) first or soon.
-func (ra *readAhead) Close() error {
+func (ra *Reader) Close() error {
 	select {
 	case <-ra.stop:
 	default:
@@ -92,4 +95,5 @@ func (ra *readAhead) Close() error {
 	return nil
 }
 
-var errReadAheadClosed = errors.New("read-ahead closed")
+// errClosed is what Read returns after Close stopped the reading early.
+var errClosed = errors.New("read-ahead closed")

@@ -1,0 +1,294 @@
+package ffmpeg
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"mp3converter/internal/ffmpeg/ffmpegtest"
+	"mp3converter/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(ffmpegtest.Main(m)) }
+
+var (
+	media   = ffmpegtest.Media
+	errTest = errors.New("test error")
+)
+
+// maxPrefix is the limit the converter sniffs with.
+const maxPrefix = 8 << 20
+
+// toMP3 are output options converting the first audio stream to MP3.
+var toMP3 = []string{"-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "libmp3lame", "-b:a", "128k", "-t", "3600.000", "-f", "mp3"}
+
+// probe probes in within 30 seconds.
+func probe(ffprobe string, in Input) (Info, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return Probe(ctx, ffprobe, in)
+}
+
+// run runs c to its end: its output, and Wait's error, else Read's.
+func run(c Cmd) ([]byte, Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := Start(ctx, c)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	out, rerr := io.ReadAll(p)
+	res, werr := p.Wait()
+	if werr != nil {
+		return out, res, werr
+	}
+	return out, res, rerr
+}
+
+func box(typ string, payload int) []byte {
+	b := make([]byte, 8+payload)
+	binary.BigEndian.PutUint32(b, uint32(8+payload))
+	copy(b[4:], typ)
+	return b
+}
+
+func TestSniffFaststart(t *testing.T) {
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	large := make([]byte, 16)
+	binary.BigEndian.PutUint32(large, 1)
+	copy(large[4:], "free")
+	binary.BigEndian.PutUint64(large[8:], 100)
+	large = append(large, make([]byte, 84)...)
+	cases := []struct {
+		name  string
+		data  []byte
+		limit int
+		want  bool
+	}{
+		{"faststart", cat(box("ftyp", 24), box("moov", 3000), box("mdat", 10000)), maxPrefix, true},
+		{"free before moov", cat(box("ftyp", 24), box("free", 8), box("moov", 100), box("mdat", 100)), maxPrefix, true},
+		{"largesize box", cat(box("ftyp", 24), large, box("moov", 100), box("mdat", 100)), maxPrefix, true},
+		{"index at the end", cat(box("ftyp", 24), box("free", 0), box("mdat", 10000), box("moov", 3000)), maxPrefix, false},
+		{"moov beyond the limit", cat(box("ftyp", 24), box("moov", 5000), box("mdat", 10)), 4096, false},
+		{"truncated moov", cat(box("ftyp", 24), box("moov", 5000))[:3000], maxPrefix, false},
+		{"fragmented", cat(box("ftyp", 24), box("moof", 100), box("mdat", 100)), maxPrefix, false},
+		{"not mp4", []byte("\x1aE\xdf\xa3 matroska and more bytes"), maxPrefix, false},
+		{"zero size box", cat(box("ftyp", 24), []byte{0, 0, 0, 0, 'm', 'o', 'o', 'v'}, make([]byte, 100)), maxPrefix, false},
+		{"tiny", []byte("abc"), maxPrefix, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// One byte per Read: the sniffer must not depend on read sizes.
+			prefix, ok, err := SniffFaststart(iotest.OneByteReader(bytes.NewReader(c.data)), c.limit)
+			if err != nil || ok != c.want {
+				t.Fatalf("ok = %v, %v; want %v", ok, err, c.want)
+			}
+			if !bytes.HasPrefix(c.data, prefix) || len(prefix) > c.limit {
+				t.Fatalf("prefix of %d bytes is not the start of the input", len(prefix))
+			}
+		})
+	}
+	// Real files: prefix + rest replays the input exactly.
+	for name, want := range map[string]bool{"mp4-faststart": true, "mp4": false, "mov": false, "webm": false} {
+		if os.Getenv("FFMPEG_PATH") == "" {
+			t.Skip("FFMPEG_PATH not set")
+		}
+		data, err := os.ReadFile(media(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bytes.NewReader(data)
+		prefix, ok, err := SniffFaststart(r, maxPrefix)
+		if err != nil || ok != want {
+			t.Errorf("%s: ok = %v, %v; want %v", name, ok, err, want)
+		}
+		rest, _ := io.ReadAll(r)
+		if !bytes.Equal(append(prefix, rest...), data) {
+			t.Errorf("%s: prefix + rest differs from the file", name)
+		}
+	}
+	if _, _, err := SniffFaststart(iotest.ErrReader(errTest), maxPrefix); err == nil {
+		t.Error("read error not returned")
+	}
+}
+
+// ffprobe and ffmpeg themselves open only files and pipes, and only with
+// media demuxers: an input that reaches them despite the sniffing (a
+// script ffmpeg would follow, a URL) is refused and nothing is fetched,
+// whatever this ffmpeg build allows by default.
+func TestFFmpegInputsAreWhitelisted(t *testing.T) {
+	t.Parallel()
+	ffmpeg, ffprobe := testenv.Getenv(t, "FFMPEG_PATH"), testenv.Getenv(t, "FFPROBE_PATH")
+	dir := t.TempDir()
+
+	// A concat script naming a local clip by a relative (so "safe") name:
+	// ffmpeg's own defaults read it, and the clip it names.
+	if err := os.Symlink(media(t, "mp4"), filepath.Join(dir, "clip.mp4")); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "script.video")
+	if err := os.WriteFile(script, []byte("ffconcat version 1.0\nfile clip.mp4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe(ffprobe, File(script)); !errors.Is(err, ErrNotMedia) {
+		t.Errorf("probe of an ffconcat script: %v, want ErrNotMedia", err)
+	}
+	out, _, err := run(Cmd{Path: ffmpeg, Input: File(script), Output: toMP3})
+	if err == nil || len(out) > 0 {
+		t.Errorf("ffmpeg on an ffconcat script: %d bytes of MP3, err %v; want refused", len(out), err)
+	}
+
+	// A URL as the input: never opened.
+	target := ffmpegtest.NewConnCounter(t)
+	url := Input{name: "http://" + target.Addr() + "/v.mp4"}
+	if _, err := probe(ffprobe, url); err == nil {
+		t.Error("probe of an http URL succeeded")
+	}
+	if out, _, err := run(Cmd{Path: ffmpeg, Input: url, Output: toMP3}); err == nil || len(out) > 0 {
+		t.Errorf("ffmpeg on an http URL: %d bytes, err %v; want refused", len(out), err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := target.Conns(); n != 0 {
+		t.Errorf("%d connections to the URL given as input; want none", n)
+	}
+
+	// Media still probes, from a file and from a pipe.
+	for _, name := range []string{"mp4", "mkv", "webm"} {
+		if pr, err := probe(ffprobe, File(media(t, name))); err != nil || pr.Audio == nil {
+			t.Errorf("probe of %s from a file: %+v, %v", name, pr, err)
+		}
+		f, err := os.Open(media(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := probe(ffprobe, Pipe(f))
+		f.Close()
+		if err != nil || pr.Audio == nil {
+			t.Errorf("probe of %s from a pipe: %+v, %v", name, pr, err)
+		}
+	}
+}
+
+// Every name in the demuxer whitelist is a demuxer of the ffmpeg under
+// test (a typo would silently refuse a format), and none of the
+// playlist or script demuxers is in it.
+func TestDemuxerWhitelistNamesRealDemuxers(t *testing.T) {
+	t.Parallel()
+	ffmpeg := testenv.Getenv(t, "FFMPEG_PATH")
+	out, err := exec.Command(ffmpeg, "-hide_banner", "-demuxers").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && strings.Contains(f[0], "D") && f[0] != "--" {
+			for _, n := range strings.Split(f[1], ",") {
+				known[n] = true
+			}
+		}
+	}
+	if len(known) < 50 {
+		t.Fatalf("only %d demuxers parsed from:\n%s", len(known), out)
+	}
+	for _, n := range strings.Split(mediaDemuxers, ",") {
+		if !known[n] {
+			t.Errorf("%q in the whitelist is not a demuxer of %s", n, ffmpeg)
+		}
+	}
+	for _, n := range []string{"hls", "dash", "concat", "sdp", "rtsp", "ffmetadata", "image2", "lavfi", "tee", "webm_dash_manifest"} {
+		if strings.Contains(","+mediaDemuxers+",", ","+n+",") {
+			t.Errorf("%q is in the whitelist", n)
+		}
+	}
+}
+
+func TestScriptKind(t *testing.T) {
+	for _, c := range []struct {
+		head, want string
+	}{
+		{"#EXTM3U\n", "an HLS playlist (M3U8)"},
+		{"  #extm3u\n", "an HLS playlist (M3U8)"},
+		{"\xef\xbb\xbf#EXTM3U", "an HLS playlist (M3U8)"},
+		{"#EXTINF:1,\nx.ts\n", "an HLS playlist (M3U8)"},
+		{"ffconcat version 1.0\n", "an ffconcat script"},
+		{"<?xml version=\"1.0\"?>\n<MPD>", "a DASH manifest (MPD)"},
+		{"<mpd xmlns=\"urn:mpeg:dash:schema:mpd:2011\">", "a DASH manifest (MPD)"},
+		{"<?xml version=\"1.0\"?><smil/>", "an XML or HTML document"},
+		{"v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\n", "an SDP session description"},
+		{"s=x\nc=IN IP4 10.0.0.1\n", "an SDP session description"},
+		{";FFMETADATA1\n", "an FFmpeg metadata file"},
+		{"[playlist]\nFile1=http://x/\n", "a PLS playlist"},
+		// Media, and text that is neither.
+		{"\x00\x00\x00\x20ftypisom", ""},
+		{"\x1aE\xdf\xa3\x9fB\x86\x81\x01", ""},
+		{"ID3\x04\x00\x00\x00\x00\x00\x00#EXTM3U", ""},
+		{"RIFF\x24\x00\x00\x00WAVEfmt ", ""},
+		{"OggS\x00\x02", ""},
+		{"hello, this is not a video\n", ""},
+		{"", ""},
+		// Binary data that happens to contain the words is media's business.
+		{"\x00\x01\x02c=IN IP4 1.2.3.4\n#EXTM3U", ""},
+	} {
+		if got := ScriptKind([]byte(c.head)); got != c.want {
+			t.Errorf("ScriptKind(%q) = %q, want %q", c.head, got, c.want)
+		}
+	}
+}
+
+// A run's output ends in io.EOF only when ffmpeg succeeded and Check
+// agreed; otherwise its reader gets the failure in its place, and Wait
+// says which it was.
+func TestRunFailuresTakeThePlaceOfEOF(t *testing.T) {
+	t.Parallel()
+	ffmpeg := testenv.Getenv(t, "FFMPEG_PATH")
+	clip := float64(ffmpegtest.ClipSeconds)
+
+	t.Run("done", func(t *testing.T) {
+		var checked Result
+		out, res, err := run(Cmd{Path: ffmpeg, Input: File(media(t, "wav")), Output: toMP3,
+			Check: func(r Result) error { checked = r; return nil }})
+		if err != nil || len(out) == 0 || !res.Complete {
+			t.Fatalf("%d bytes, %+v, %v; want an MP3", len(out), res, err)
+		}
+		if s := res.Position.Seconds(); s < clip-0.5 || s > clip+0.5 || checked != res {
+			t.Errorf("position %+v, checked %+v; want about %v s for both", res, checked, clip)
+		}
+	})
+	t.Run("check refuses", func(t *testing.T) {
+		out, res, err := run(Cmd{Path: ffmpeg, Input: File(media(t, "wav")), Output: toMP3,
+			Check: func(Result) error { return errTest }})
+		if !errors.Is(err, errTest) || len(out) == 0 || !res.Complete {
+			t.Errorf("%d bytes, %+v, %v; want the output, then the check's error", len(out), res, err)
+		}
+	})
+	t.Run("ffmpeg fails", func(t *testing.T) {
+		_, res, err := run(Cmd{Path: ffmpeg, Input: File(media(t, "noaudio")), Output: toMP3})
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Stderr == "" || !res.Complete {
+			t.Errorf("%+v, %v; want an *ExitError with ffmpeg's error output", res, err)
+		}
+	})
+	t.Run("input fails", func(t *testing.T) {
+		data, err := os.ReadFile(media(t, "wav"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(errTest))
+		_, _, err = run(Cmd{Path: ffmpeg, Input: Pipe(src), Output: toMP3})
+		if !errors.Is(err, ErrInput) || !errors.Is(err, errTest) {
+			t.Errorf("%v; want ErrInput and the reader's error", err)
+		}
+	})
+}

@@ -1,0 +1,268 @@
+package ffmpeg
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mp3converter/internal/readahead"
+)
+
+// Cmd is one run of ffmpeg, writing to its standard output.
+type Cmd struct {
+	Path  string // the ffmpeg binary
+	Input Input
+	// Output are the output options, between the input and the output
+	// (standard output): the streams, codecs and format to make, e.g.
+	// "-map", "0:a:0", "-c:a", "libmp3lame", "-f", "mp3".
+	Output []string
+	// Check, when not nil, runs once ffmpeg has exited successfully, before
+	// the output's io.EOF is read; its error is returned instead (by Read
+	// and Wait), so that an output it refuses never looks complete.
+	Check func(Result) error
+}
+
+// Args is ffmpeg's command line (without the binary): progress on fd 3,
+// the input within the whitelists (see the package comment), the output
+// options, the output on standard output.
+func (c Cmd) Args() []string {
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
+		"-progress", "pipe:3", "-stats_period", "0.5"}
+	args = append(args, inputOptions(c.Input.name)...)
+	args = append(args, "-i", c.Input.name)
+	args = append(args, c.Output...)
+	return append(args, "pipe:1")
+}
+
+// Result is how far a run got.
+type Result struct {
+	// Position is the time of output written so far (ffmpeg's -progress
+	// out_time): at the end, the length of what it made.
+	Position time.Duration
+	// Complete: the output was read to its end (Read returned io.EOF, or
+	// the failure in its place).
+	Complete bool
+}
+
+// ErrInput is the failure to read a Pipe input (a download that broke):
+// ffmpeg is killed before its input ends, so that a partial input never
+// ends in a "successful" short output. Wait's error wraps it and the
+// reader's error.
+var ErrInput = errors.New("read input")
+
+// ExitError is ffmpeg's failure (its exit status, or being killed) with
+// the end of its error output.
+type ExitError struct {
+	Err    error
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	if e.Stderr == "" {
+		return "ffmpeg: " + e.Err.Error()
+	}
+	return "ffmpeg: " + e.Err.Error() + ": " + e.Stderr
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Process is a running ffmpeg: its standard output is read through Read;
+// at the end of it Read waits for ffmpeg and returns its failure (an
+// *ExitError) or Check's instead of io.EOF, so that a failed run never
+// looks complete to the reader. Read is for one goroutine; Position for
+// any; Wait, once the reader has stopped.
+type Process struct {
+	cmd    *exec.Cmd
+	out    *readahead.Reader // stdout, drained ahead of the reader
+	stderr *tailBuffer
+	check  func(Result) error
+
+	outTime  atomic.Int64 // µs of output written so far (from -progress)
+	progDone chan struct{}
+
+	feedDone chan struct{} // closed when the stdin feeder has returned
+	feedErr  error         // set before feedDone is closed
+
+	once    sync.Once
+	waitErr error // ffmpeg's exit
+	failed  error // what Read returned instead of io.EOF
+	ended   bool  // Read reached the end of the output
+}
+
+// Start starts c; ffmpeg is killed when ctx ends. The caller reads the output with Read, and in the end calls Wait.
+func Start(ctx context.Context, c Cmd) (*Process, error) {
+	cmd := exec.CommandContext(ctx, c.Path, c.Args()...)
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.WaitDelay = 5 * time.Second
+	p := &Process{cmd: cmd, stderr: &tailBuffer{max: 4096}, check: c.Check,
+		progDone: make(chan struct{}), feedDone: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("progress pipe: %w", err)
+	}
+	fail := func(err error) (*Process, error) {
+		pr.Close()
+		pw.Close()
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{pw} // fd 3
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fail(fmt.Errorf("ffmpeg stdout: %w", err))
+	}
+	var stdin io.WriteCloser
+	src := c.Input.stdin
+	if src != nil {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return fail(fmt.Errorf("ffmpeg stdin: %w", err))
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("start ffmpeg: %w", err))
+	}
+	pw.Close() // the child has its copy: EOF when it exits
+	go p.readProgress(pr)
+	p.out = readahead.New(stdout, 8, 256<<10)
+	if src != nil {
+		go p.feed(src, stdin)
+	} else {
+		close(p.feedDone)
+	}
+	return p, nil
+}
+
+// feed copies src to ffmpeg's stdin. A read error (the input could not be
+// downloaded) kills ffmpeg before its input is closed, so that a partial
+// input never ends in a "successful" short output; the error is kept in
+// feedErr. A write error means ffmpeg stopped reading (it exited): its
+// exit status tells why.
+func (p *Process) feed(src io.Reader, stdin io.WriteCloser) {
+	defer close(p.feedDone)
+	defer stdin.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := stdin.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			p.feedErr = fmt.Errorf("%w: %w", ErrInput, err)
+			_ = p.cmd.Process.Kill()
+			return
+		}
+	}
+}
+
+// readProgress follows -progress output ("key=value" lines).
+func (p *Process) readProgress(pr *os.File) {
+	defer close(p.progDone)
+	defer pr.Close()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok || k != "out_time_us" {
+			continue
+		}
+		if us, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && us >= 0 {
+			p.outTime.Store(us)
+		}
+	}
+	_, _ = io.Copy(io.Discard, pr) // a too-long line: keep the pipe drained
+}
+
+// Position is the time of output written so far.
+func (p *Process) Position() time.Duration {
+	return time.Duration(p.outTime.Load()) * time.Microsecond
+}
+
+// Read reads the output; see Process.
+func (p *Process) Read(b []byte) (int, error) {
+	if p.ended {
+		if p.failed != nil {
+			return 0, p.failed
+		}
+		return 0, io.EOF
+	}
+	n, err := p.out.Read(b)
+	if errors.Is(err, io.EOF) {
+		p.ended = true
+		if werr := p.wait(); werr != nil {
+			p.failed = werr
+		} else if p.check != nil {
+			p.failed = p.check(Result{Position: p.Position(), Complete: true})
+		}
+		if p.failed != nil {
+			return n, p.failed
+		}
+	}
+	return n, err
+}
+
+// Wait waits for ffmpeg to exit (the caller has stopped reading: cancel
+// its context to kill it first) and for its input to be fed. Its error
+// wraps ErrInput if the input failed; else it is what Read returned in
+// place of io.EOF if Read got there (an *ExitError or Check's error); else
+// ffmpeg's *ExitError, if any.
+func (p *Process) Wait() (Result, error) {
+	werr := p.wait()
+	<-p.feedDone
+	res := Result{Position: p.Position(), Complete: p.ended}
+	switch {
+	case p.feedErr != nil:
+		return res, p.feedErr
+	case p.ended && p.failed != nil:
+		return res, p.failed
+	}
+	return res, werr
+}
+
+// wait waits for ffmpeg to exit (once) and for its progress output.
+func (p *Process) wait() error {
+	p.once.Do(func() {
+		err := p.cmd.Wait() // closes stdout: a read-ahead still reading stops
+		p.out.Close()
+		<-p.progDone
+		if err != nil {
+			p.waitErr = &ExitError{Err: err, Stderr: p.stderr.String()}
+		}
+	})
+	return p.waitErr
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(strings.ToValidUTF8(string(t.b), "?"))
+}
