@@ -71,7 +71,7 @@ func TestValidate(t *testing.T) {
 
 func TestUnavailable(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
+		select { // scenario, not evidence: auth hangs until the client gives up (5 s at most)
 		case <-time.After(5 * time.Second):
 		case <-r.Context().Done():
 		}

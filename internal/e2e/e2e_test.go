@@ -220,7 +220,11 @@ func (s *suite) login(t *testing.T, email, password string) string {
 // tryLogin is POST /login on the gateway; it does not fail the test (safe in
 // goroutines).
 func (s *suite) tryLogin(email, password string) (int, string, error) {
-	req, _ := http.NewRequest("POST", s.gateway.URL()+"/login", nil)
+	return s.tryLoginCtx(context.Background(), email, password)
+}
+
+func (s *suite) tryLoginCtx(ctx context.Context, email, password string) (int, string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", s.gateway.URL()+"/login", nil)
 	req.SetBasicAuth(email, password)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -257,6 +261,22 @@ func (r uploadResult) fid() string { return path.Base(r.job) }
 
 // tryUpload is upload without failing the test (safe in goroutines).
 func (s *suite) tryUpload(tok, file string) uploadResult {
+	return s.tryUploadCtx(context.Background(), tok, file)
+}
+
+// tryUploadWithin is tryUpload with a bound: no answer within d is an
+// error (the test's "did not happen"), not a slow success.
+func (s *suite) tryUploadWithin(tok, file string, d time.Duration) uploadResult {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	r := s.tryUploadCtx(ctx, tok, file)
+	if r.err != nil && ctx.Err() != nil {
+		r.err = fmt.Errorf("no answer within %s: %w", d, r.err)
+	}
+	return r
+}
+
+func (s *suite) tryUploadCtx(ctx context.Context, tok, file string) uploadResult {
 	f, err := os.Open(file)
 	if err != nil {
 		return uploadResult{err: err}
@@ -269,12 +289,16 @@ func (s *suite) tryUpload(tok, file string) uploadResult {
 		return uploadResult{err: err}
 	}
 	mw.Close()
-	return s.postUpload(tok, &body, mw.FormDataContentType())
+	return s.postUploadCtx(ctx, tok, &body, mw.FormDataContentType())
 }
 
 func (s *suite) postUpload(tok string, body io.Reader, ctype string) uploadResult {
+	return s.postUploadCtx(context.Background(), tok, body, ctype)
+}
+
+func (s *suite) postUploadCtx(ctx context.Context, tok string, body io.Reader, ctype string) uploadResult {
 	start := time.Now()
-	req, _ := http.NewRequest("POST", s.gateway.URL()+"/upload", body)
+	req, _ := http.NewRequestWithContext(ctx, "POST", s.gateway.URL()+"/upload", body)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", ctype)
 	resp, err := client.Do(req)
@@ -297,7 +321,11 @@ func (s *suite) get(t *testing.T, tok, path string) (int, []byte) {
 }
 
 func (s *suite) tryGet(tok, path string) (int, []byte, error) {
-	req, _ := http.NewRequest("GET", s.gateway.URL()+path, nil)
+	return s.tryGetCtx(context.Background(), tok, path)
+}
+
+func (s *suite) tryGetCtx(ctx context.Context, tok, path string) (int, []byte, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.gateway.URL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -317,18 +345,16 @@ func (s *suite) job(t *testing.T, tok, path, want string, timeout ...time.Durati
 	if len(timeout) > 0 {
 		d = timeout[0]
 	}
-	deadline := time.Now().Add(d)
-	for {
+	var j map[string]any
+	testenv.Poll(d, func() bool {
 		status, b := s.get(t, tok, path)
-		var j map[string]any
+		j = nil
 		if status != 200 || json.Unmarshal(b, &j) != nil {
 			t.Fatalf("GET %s: %d %q", path, status, b)
 		}
-		if j["status"] == want || time.Now().After(deadline) {
-			return j
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return j["status"] == want
+	})
+	return j
 }
 
 // queueDepth is the number of ready messages in q.
@@ -471,13 +497,11 @@ func TestNotAVideo(t *testing.T) {
 	if j["status"] != "failed" || j["error"] == "" || j["mp3_fid"] != nil {
 		t.Fatalf("job = %v", j)
 	}
-	// The video queue drains and stays empty (no requeue loop), nothing dead.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil && s.queueDepth(t, s.videoQueue)+s.queueDepth(t, s.mp3Queue) > 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(2 * time.Second)
+	// The video queue drains and stays empty (no requeue loop), nothing
+	// dead: the upload's message and the failure email's are settled for
+	// good, so nothing comes back to the queues.
+	s.waitSettled(t, s.videoQueue, []*testenv.Proc{s.gateway}, s.converters, 30*time.Second)
+	s.waitSettled(t, s.mp3Queue, s.converters, s.notifications, 30*time.Second)
 	for _, q := range []string{s.videoQueue, s.mp3Queue, s.videoQueue + ".dead", s.mp3Queue + ".dead"} {
 		if n := s.queueDepth(t, q); n != 0 {
 			t.Fatalf("queue %s holds %d messages", q, n)

@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"mp3converter/internal/mq"
 	"mp3converter/internal/testenv"
 )
 
@@ -161,6 +162,36 @@ func (s *suite) waitQueuesEmpty(t *testing.T, timeout time.Duration) {
 			t.Errorf("dead-letter queue %s holds %d messages", q, n)
 		}
 	}
+}
+
+// waitSettled waits until every message that producers published to queue
+// (mq_messages_published_total, confirmed) has been settled for good by one
+// of consumers: acked, failed permanently or dead-lettered
+// (mq_messages_handled_total). Nothing more comes of those messages then:
+// no redelivery, no retry, no second email, so a test can count what they
+// caused without waiting "long enough". Retries a consumer republishes are
+// its own, not the producers': each message is counted once on each side.
+// Counters start again with their process: only for processes that were
+// not restarted.
+func (s *suite) waitSettled(t *testing.T, queue string, producers, consumers []*testenv.Proc, timeout time.Duration) {
+	t.Helper()
+	q := `queue="` + queue + `"`
+	var published, settled float64
+	testenv.Eventually(t, timeout, "every message published to "+queue+" settled for good", func() bool {
+		published, settled = 0, 0
+		for _, p := range producers {
+			n, _ := metric(p, "mq_messages_published_total", q, `result="ok"`) // absent: none yet
+			published += n
+		}
+		for _, p := range consumers {
+			for _, o := range []string{mq.OutcomeAcked, mq.OutcomeFailed, mq.OutcomeDeadLettered} {
+				n, _ := metric(p, "mq_messages_handled_total", q, `outcome="`+o+`"`)
+				settled += n
+			}
+		}
+		return published > 0 && settled >= published
+	})
+	t.Logf("%s: %v messages published, %v settled", queue, published, settled)
 }
 
 // jobStatus is GET /jobs/{id}'s status ("" when it cannot be read).

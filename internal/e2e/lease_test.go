@@ -75,7 +75,9 @@ func TestTwoConverterProcessesOneVideo(t *testing.T) {
 	if deferred < 1 {
 		t.Error("no message was deferred: the two converters did not meet on the video")
 	}
-	time.Sleep(2 * time.Second) // a second email would have come by now
+	// Every MP3 message the converters published has been settled by the
+	// notification service: no second email is on its way.
+	s.waitSettled(t, s.mp3Queue, s.converters, s.notifications, 30*time.Second)
 	if n := s.mailedFIDs(t, email)[fid]; n != 1 {
 		t.Errorf("%d emails for the MP3, want exactly 1", n)
 	}

@@ -154,22 +154,22 @@ func startOrigAuth(t *testing.T, py, secret string, users map[string]string) *or
 			t.Logf("--- auth_server.py output (last 4 KiB) ---\n%s", a.log.Tail(4096))
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	listening := testenv.Poll(30*time.Second, func() bool {
 		if line, _, ok := strings.Cut(stdout.String(), "\n"); ok {
 			a.addr = strings.TrimPrefix(line, "listening on ")
-			return a
+			return true
 		}
 		select {
 		case <-done:
 			t.Fatalf("auth_server.py exited at start:\n%s", a.log.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("auth_server.py did not start listening:\n%s", a.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !listening {
+		t.Fatalf("auth_server.py did not start listening:\n%s", a.log.String())
 	}
+	return a
 }
 
 // origDownload is GET /download?fid= with tok; it returns the status, the body
@@ -421,11 +421,7 @@ func TestOriginalAuthBehindGoGateway(t *testing.T) {
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{"AUTH_SVC_ADDRESS": peer.addr}})
 
 	// Item 2: ready, although the original auth has no /healthz.
-	deadline := time.Now().Add(15 * time.Second)
-	for !ready(s.gateway) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !ready(s.gateway) {
+	if !testenv.Poll(15*time.Second, func() bool { return ready(s.gateway) }) {
 		t.Errorf("gateway /readyz is not 200 within 15 s with the original auth behind it")
 	}
 

@@ -53,6 +53,23 @@ type env struct {
 	authAddr string // host:port of the test's auth
 	ops      *httpx.Ops
 	expired  *retention.Tombstones
+	storing  <-chan struct{} // receives when the gateway starts storing an upload (see storeSignal)
+}
+
+// storeSignal is the gateway's videos bucket, which tells the test when an
+// upload begins to be stored (the request got past the checks and its file
+// is being read): a send on storing, dropped when nobody listens.
+type storeSignal struct {
+	*gridfs.Bucket
+	storing chan struct{}
+}
+
+func (v storeSignal) Upload(ctx context.Context, name string, r io.Reader, meta any, opt gridfs.UploadOptions) (gridfs.FileInfo, error) {
+	select {
+	case v.storing <- struct{}{}:
+	default:
+	}
+	return v.Bucket.Upload(ctx, name, r, meta, opt)
 }
 
 type envOptions struct {
@@ -124,8 +141,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.maxUpload = 64 << 20
 	}
 	ops := httpx.NewOps(httpx.NewRegistry())
+	storing := make(chan struct{}, 1)
 	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
-		Auth: authc, Videos: videos, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
+		Auth: authc, Videos: storeSignal{Bucket: videos, storing: storing}, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
 		Expired: retention.NewTombstones(mp3sDB),
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
@@ -135,7 +153,27 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
 		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops, expired: retention.NewTombstones(mp3sDB),
-		authAddr: strings.TrimPrefix(authSrv.URL, "http://")}
+		authAddr: strings.TrimPrefix(authSrv.URL, "http://"), storing: storing}
+}
+
+// uploadsAnswered is the number of uploads the gateway is done with,
+// whatever their result (gateway_uploads_total): it counts an upload once
+// it has been committed or undone, so nothing of that upload changes after.
+func (e *env) uploadsAnswered(t *testing.T) float64 {
+	t.Helper()
+	families, err := e.ops.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() == "gateway_uploads_total" {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 func (e *env) token(t *testing.T, user string, admin bool) string {
@@ -180,7 +218,14 @@ type result struct {
 
 func request(t *testing.T, method, url, authz, ctype string, body io.Reader) result {
 	t.Helper()
-	req, err := http.NewRequest(method, url, body)
+	return requestCtx(context.Background(), t, method, url, authz, ctype, body)
+}
+
+// requestCtx is request bounded by ctx: no answer before ctx is done fails
+// the test.
+func requestCtx(ctx context.Context, t *testing.T, method, url, authz, ctype string, body io.Reader) result {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,19 +587,14 @@ func TestUploadClientDisconnects(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	tok := e.token(t, "alice@example.com", false)
 	conn := e.rawUpload(t, tok, 4<<20, 0.5) // half the file, then gone
-	time.Sleep(300 * time.Millisecond)
-	conn.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		files, chunks := e.stored(t)
-		if files == 0 && chunks == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left behind after disconnect: %d files, %d chunks", files, chunks)
-		}
-		time.Sleep(100 * time.Millisecond)
+	select {
+	case <-e.storing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not start storing the upload")
 	}
+	conn.Close()
+	// Counted once the gateway has undone what it stored.
+	testenv.Eventually(t, 10*time.Second, "the gateway to give the upload up", func() bool { return e.uploadsAnswered(t) == 1 })
 	e.assertNothingStored(t)
 }
 
@@ -572,7 +612,9 @@ func TestUploadClientLeavesAfterSending(t *testing.T) {
 		msgs = append(msgs, e.drain(t)...)
 		return len(msgs) > 0
 	})
-	time.Sleep(500 * time.Millisecond) // anything abandoned would land by now
+	// The gateway is done with the upload (counted): nothing more of it
+	// will land.
+	testenv.Eventually(t, 10*time.Second, "the gateway to be done with the upload", func() bool { return e.uploadsAnswered(t) == 1 })
 	msgs = append(msgs, e.drain(t)...)
 	files, _ := e.stored(t)
 	list, err := e.jobs.List(context.Background(), "alice@example.com", 0, "")
@@ -604,28 +646,24 @@ func TestUploadWhenBrokerIsDown(t *testing.T) {
 	e.videosDB.Collection("fs.chunks").DeleteMany(context.Background(), bson.D{})
 
 	e.mqProxy.Down()
-	start := time.Now()
-	r := e.upload(t, tok, video)
+	// The answer comes within a bound, or the request fails the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ctype, body := multipartBody(video)
+	r := requestCtx(ctx, t, "POST", e.url+"/upload", "Bearer "+tok, ctype, bytes.NewReader(body))
 	if r.status != 503 || r.body != "could not queue the conversion, try again later" {
 		t.Fatalf("during outage: %d %q", r.status, r.body)
-	}
-	if d := time.Since(start); d > 15*time.Second {
-		t.Fatalf("outage answer took %s", d)
 	}
 	e.assertNothingStored(t)
 
 	e.mqProxy.Up()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, "an upload accepted after the outage", func() bool {
 		r = e.upload(t, tok, video)
-		if r.status == 200 {
-			break
+		if r.status != 200 {
+			t.Logf("after outage: %d %q", r.status, r.body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after outage: %d %q", r.status, r.body)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return r.status == 200
+	})
 	if msgs := e.drain(t); len(msgs) != 1 {
 		t.Fatalf("after outage: %d messages, want 1", len(msgs))
 	}
@@ -664,7 +702,12 @@ func TestDownloadStalledClientIsDropped(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /download?fid=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", info.ID.Hex(), e.token(t, "alice@example.com", false))
-	time.Sleep(4 * time.Second) // stalled: reads nothing
+	// Stalled: reads nothing until the gateway has given the download up
+	// (the handler returned, counted by the middleware).
+	testenv.Eventually(t, 30*time.Second, "the gateway to drop the stalled download", func() bool {
+		return testenv.Metric(t, e.ops.Registry, "http_requests_total",
+			map[string]string{"method": "GET", "route": "/download", "code": "200"}) == 1
+	})
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	n, err := io.Copy(io.Discard, conn) // what the kernels had buffered, then EOF or a reset
 	if errors.Is(err, os.ErrDeadlineExceeded) {

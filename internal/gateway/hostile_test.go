@@ -172,7 +172,7 @@ func TestReadTimeouts(t *testing.T) {
 		"Content-Type: multipart/form-data; boundary="+boundary+"\r\n",
 		"--"+boundary+"\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.mp4\"\r\nContent-Type: video/mp4\r\n\r\n")
 	for range 5 {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // scenario, not evidence: the body trickles in past REQUEST_TIMEOUT
 		fmt.Fprintf(conn, "%x\r\n%s\r\n", 4, "data")
 	}
 	end := "\r\n--" + boundary + "--\r\n"

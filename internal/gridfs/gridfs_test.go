@@ -556,16 +556,12 @@ func TestFailedUploadCleanedUpAfterOutage(t *testing.T) {
 		t.Fatal("no chunks were written before the outage: the test proves nothing")
 	}
 	proxy.Up()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		f, c := count(t, direct)
-		if f == 0 && c == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d files, %d chunks still there a minute after the server came back", f, c)
-		}
-		time.Sleep(250 * time.Millisecond)
+	var f, c int64
+	if !testenv.Poll(time.Minute, func() bool {
+		f, c = count(t, direct)
+		return f == 0 && c == 0
+	}) {
+		t.Fatalf("%d files, %d chunks still there a minute after the server came back", f, c)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"mp3converter/internal/testenv"
 )
 
 // gatedReader returns the first n bytes of r, then blocks until gate is
@@ -57,18 +59,14 @@ func TestSecondWriterOfAnIDIsRefused(t *testing.T) {
 	}()
 	<-g.passed
 	var written int64
-	deadline := time.Now().Add(30 * time.Second)
-	for written == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first upload wrote no chunks")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testenv.Eventually(t, 30*time.Second, "the first upload to write chunks", func() bool {
 		n, err := db.Collection("fs.chunks").CountDocuments(ctx, bson.M{"files_id": id})
 		if err != nil {
 			t.Fatal(err)
 		}
 		written = n
-	}
+		return written > 0
+	})
 
 	_, err := b.Upload(ctx, "second.mp3", bytes.NewReader(content(1<<20, 22)), bson.M{"n": 2}, UploadOptions{ID: id})
 	if !errors.Is(err, ErrConflict) {
@@ -157,7 +155,7 @@ func TestWriterClaimRenewed(t *testing.T) {
 		done <- err
 	}()
 	<-g.passed
-	time.Sleep(ttl + ttl/2) // the claim would have expired unrenewed
+	time.Sleep(ttl + ttl/2) // scenario, not evidence: the upload outlives its claim's TTL, which only renewal keeps alive
 	var claim struct {
 		Until time.Time `bson:"until"`
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,10 +143,10 @@ func TestReadyz(t *testing.T) {
 
 // Serve returns after ctx is cancelled, letting an in-flight request finish.
 func TestServeGracefulShutdown(t *testing.T) {
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
-		time.Sleep(300 * time.Millisecond)
+		<-release // in flight until the shutdown has begun
 		Text(w, 200, "finished")
 	})
 	srv, err := Listen("127.0.0.1:0", h, ServerConfig{ShutdownTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler))
@@ -168,6 +169,16 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}()
 	<-started
 	cancel()
+	// The shutdown has begun once the listener is closed: new connections
+	// are refused while the request above is still in flight.
+	testenv.Eventually(t, 10*time.Second, "the server to stop accepting connections", func() bool {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
 	if body := <-got; body != "finished" {
 		t.Fatalf("in-flight request got %q", body)
 	}

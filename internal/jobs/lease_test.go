@@ -29,8 +29,8 @@ func TestLeaseTakeRenewRelease(t *testing.T) {
 	if !errors.As(err, &held) || !errors.Is(err, ErrLeased) || held.Lease.Owner != a.Owner || held.Lease.Host != "host-a" {
 		t.Fatalf("take a held lease: %v, want a LeaseHeldError naming a", err)
 	}
-	// Taking it again is renewing it.
-	time.Sleep(5 * time.Millisecond)
+	// Taking it again is renewing it (for two minutes: later than the
+	// first minute whatever the clock's resolution).
 	again, err := s.TakeLease(ctx, id, a, 2*time.Minute, nil)
 	if err != nil || !again.Until.After(la.Until) {
 		t.Errorf("take again by its holder: %+v, %v; want renewed", again, err)
@@ -71,7 +71,7 @@ func TestLeaseExpiredOrDeadHolderIsTakenOver(t *testing.T) {
 	if _, err := s.TakeLease(ctx, id, a, 300*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // scenario, not evidence: the 300 ms lease expires
 	if l, err := s.TakeLease(ctx, id, b, time.Minute, nil); err != nil || l.Previous == nil || l.Previous.Owner != "a" {
 		t.Fatalf("take an expired lease: %+v, %v; want it, with a as the previous holder", l, err)
 	}
@@ -112,7 +112,7 @@ func TestLeaseContended(t *testing.T) {
 				if _, err := s.TakeLease(ctx, id, Holder{Owner: "old"}, time.Millisecond, nil); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond) // scenario, not evidence: the 1 ms lease expires
 			}
 			const n = 6
 			var (

@@ -56,11 +56,7 @@ func Logger(t testing.TB) (*slog.Logger, *Buffer) {
 // shared machine, never a performance assertion.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for wait := 10 * time.Millisecond; !cond(); wait = min(2*wait, 200*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(wait)
+	if !Poll(within, cond) {
+		t.Fatalf("not within %s: %s", within, what)
 	}
 }

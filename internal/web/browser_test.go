@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,28 +99,32 @@ func TestBrowser(t *testing.T) {
 	ok = ok && t.Run("upload shows progress to 100 % and the job appears", func(t *testing.T) {
 		b := b.in(t)
 		b.do("choose the video", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file"), []string{video}))
-		// On loopback the upload would end before the first poll: throttle
+		// On loopback the upload would end in one progress event: throttle
 		// it (about 1.5 s), so that the bar is seen moving.
 		b.throttle(s.gateway.URL()+"/upload", 1<<20)
 		defer b.throttle("", 0)
+		// Every value the bar's value attribute takes, as the page sets it
+		// (recorded by the page, not sampled from here), consecutive
+		// repeats dropped.
+		mustEval[bool](b, `(() => {
+			const bar = document.getElementById('upload-progress');
+			window.progressSeen = [];
+			new MutationObserver(() => {
+				const n = Number.parseInt(bar.getAttribute('value') || '', 10);
+				const seen = window.progressSeen;
+				if (Number.isInteger(n) && seen[seen.length - 1] !== n) seen.push(n);
+			}).observe(bar, {attributes: true, attributeFilter: ['value']});
+			return true;
+		})()`)
 		b.do("upload", 10*time.Second, chromedp.Click(chromedp.ID("upload-button")))
-		// Poll the bar's value attribute until it reads 100.
 		var seen []int
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			v, err := eval[string](b, `document.getElementById('upload-progress').getAttribute('value') || ''`)
-			if n, perr := strconv.Atoi(v); err == nil && perr == nil {
-				if len(seen) == 0 || seen[len(seen)-1] != n {
-					seen = append(seen, n)
-				}
-				if n == 100 {
-					break
-				}
+		if !testenv.Poll(30*time.Second, func() bool {
+			if v, err := eval[[]int](b, `window.progressSeen`); err == nil {
+				seen = v
 			}
-			if time.Now().After(deadline) {
-				b.fail("the upload progress bar never reached 100 (values seen: %v)", seen)
-			}
-			time.Sleep(10 * time.Millisecond)
+			return slices.Contains(seen, 100)
+		}) {
+			b.fail("the upload progress bar never reached 100 (values seen: %v)", seen)
 		}
 		t.Logf("progress values seen: %v", seen)
 		if !slices.IsSorted(seen) {
@@ -361,20 +364,20 @@ func emailLink(t *testing.T, to, want string) string {
 	t.Helper()
 	mp := testenv.MailpitShared(t)
 	re := regexp.MustCompile(regexp.QuoteMeta(want) + `\b`)
-	deadline := time.Now().Add(30 * time.Second)
+	var link string
 	var texts []string
-	for {
+	if !testenv.Poll(30*time.Second, func() bool {
 		texts = texts[:0]
 		for _, sum := range mp.To(t, to) {
 			msg := mp.Message(t, sum.ID)
-			if m := re.FindString(msg.Text); m != "" {
-				return m
+			if link = re.FindString(msg.Text); link != "" {
+				return true
 			}
 			texts = append(texts, msg.Subject+"\n"+msg.Text)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no email to %s links to %s; the emails:\n%s", to, want, strings.Join(texts, "\n---\n"))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no email to %s links to %s; the emails:\n%s", to, want, strings.Join(texts, "\n---\n"))
 	}
+	return link
 }

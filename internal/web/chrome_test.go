@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"mp3converter/internal/testenv"
 )
 
 // chromiumPath returns the browser to drive: CHROMIUM_PATH, else Debian's
@@ -162,18 +164,13 @@ func mustEval[T any](b *tab, expr string, opts ...chromedp.EvaluateOption) T {
 // waitFor polls a JavaScript condition until it is true.
 func (b *tab) waitFor(what, cond string, timeout time.Duration) {
 	b.t.Helper()
-	deadline := time.Now().Add(timeout)
 	var lastErr error
-	for {
+	if !testenv.Poll(timeout, func() bool {
 		ok, err := eval[bool](b, "!!("+cond+")")
-		if err == nil && ok {
-			return
-		}
 		lastErr = err
-		if time.Now().After(deadline) {
-			b.fail("waited %s for %s (%s); last error: %v", timeout, what, cond, lastErr)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && ok
+	}) {
+		b.fail("waited %s for %s (%s); last error: %v", timeout, what, cond, lastErr)
 	}
 }
 
