@@ -102,13 +102,20 @@ func Middleware(log *slog.Logger, m *Metrics, timeout time.Duration) func(http.H
 			next.ServeHTTP(sw, r.WithContext(ctx))
 			if sw.closing {
 				// The answer is written; net/http would now read what is
-				// left of the body (up to 256 KiB) before closing: stop
-				// reading at once instead.
-				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+				// left of the body (up to 256 KiB, for as long as the
+				// client takes) before closing. Let it read for a moment
+				// only: what the client sends meanwhile is drained, so the
+				// close is a FIN after the answer, not a reset that could
+				// destroy the answer before the client reads it.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(closeGrace))
 			}
 		})
 	}
 }
+
+// closeGrace is how long a connection that will close after an error
+// answer still reads (and discards) what its client sends.
+const closeGrace = 500 * time.Millisecond
 
 type statusWriter struct {
 	http.ResponseWriter
