@@ -25,6 +25,9 @@ func TestVideoRemovedOnceConverted(t *testing.T) {
 			t.Fatalf("keep %v: job %+v, want done", keep, j)
 		}
 		h.mp3Message(fid, 30*time.Second)
+		// Counted once the handler returned, that is after the video was
+		// removed (or kept): the job is done and announced a moment before.
+		h.waitResult(resultDone, 1, 30*time.Second)
 		id, _ := bson.ObjectIDFromHex(fid)
 		_, err := h.videos.Stat(context.Background(), id)
 		switch {
