@@ -8,7 +8,6 @@ import (
 
 	"mp3converter/internal/app"
 	"mp3converter/internal/httpx"
-	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/retention"
 )
@@ -44,25 +43,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			"scratch_limit_bytes", opt.ScratchLimit, "max_input_bytes", opt.MaxInputBytes)
 	}
 
-	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "converter")
+	stores, err := cfg.StoreConfig.Open("converter")
 	if err != nil {
 		return err
 	}
 	defer stores.Close()
 
 	reg := httpx.NewRegistry()
-	mqMetrics, err := mq.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
 	metrics, err := NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "converter", Metrics: mqMetrics,
+	broker, err := cfg.BrokerConfig.Connect("converter", reg, log,
 		// Declared at every connect, so that a consumer (the original's
 		// notification) finds MP3_QUEUE before the first conversion.
-		Declare: []string{opt.VideoQueue, mq.DeadLetterQueue(opt.VideoQueue), opt.MP3Queue}})
+		opt.VideoQueue, mq.DeadLetterQueue(opt.VideoQueue), opt.MP3Queue)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,6 @@ import (
 	"mp3converter/internal/app"
 	"mp3converter/internal/authclient"
 	"mp3converter/internal/httpx"
-	"mp3converter/internal/mongodb"
-	"mp3converter/internal/mq"
 )
 
 // Run is the gateway process: it opens auth's client, MongoDB and the
@@ -22,21 +20,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "gateway")
+	stores, err := cfg.StoreConfig.Open("gateway")
 	if err != nil {
 		return err
 	}
 	defer stores.Close()
 
 	reg := httpx.NewRegistry()
-	mqMetrics, err := mq.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "gateway", Metrics: mqMetrics,
+	broker, err := cfg.BrokerConfig.Connect("gateway", reg, log,
 		// Declared at every connect, so that a consumer (the original's
 		// converter) finds the queue before the first upload.
-		Declare: []string{cfg.VideoQueue}})
+		cfg.VideoQueue)
 	if err != nil {
 		return err
 	}

@@ -82,3 +82,9 @@ func (s *Stores) Ping(ctx context.Context) error { return s.Client.Ping(ctx, nil
 
 // Close disconnects the client.
 func (s *Stores) Close() error { return s.Client.Disconnect(context.Background()) }
+
+// Open opens the stores c names, app naming the client in the server's
+// logs.
+func (c StoreConfig) Open(app string) (*Stores, error) {
+	return Open(c.MongoURI.Reveal(), c.VideosDB, c.MP3sDB, app)
+}

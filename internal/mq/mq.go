@@ -15,6 +15,9 @@ package mq
 
 import (
 	"errors"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mp3converter/internal/config"
 )
@@ -45,4 +48,15 @@ func DeadLetterQueue(queue string) string { return queue + ".dead" }
 // BrokerConfig locates the broker; every service that talks to it embeds it.
 type BrokerConfig struct {
 	RabbitMQURL config.Secret `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@rabbitmq:5672/"`
+}
+
+// Connect registers the broker metrics in reg and returns a Conn named
+// name (as the management UI shows it) that declares the queues declare
+// at every connect (see Options.Declare).
+func (c BrokerConfig) Connect(name string, reg prometheus.Registerer, log *slog.Logger, declare ...string) (*Conn, error) {
+	m, err := NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return New(c.RabbitMQURL.Reveal(), log, Options{ConnectionName: name, Metrics: m, Declare: declare})
 }

@@ -7,7 +7,6 @@ import (
 
 	"mp3converter/internal/app"
 	"mp3converter/internal/httpx"
-	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 )
 
@@ -38,7 +37,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stores, err := mongodb.Open(cfg.MongoURI.Reveal(), cfg.VideosDB, cfg.MP3sDB, "notification")
+	stores, err := cfg.StoreConfig.Open("notification")
 	if err != nil {
 		return err
 	}
@@ -48,10 +47,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	reg := httpx.NewRegistry()
-	mqMetrics, err := mq.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
 	metrics, err := NewMetrics(reg)
 	if err != nil {
 		return err
@@ -62,10 +57,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	broker, err := mq.New(cfg.RabbitMQURL.Reveal(), log, mq.Options{ConnectionName: "notification", Metrics: mqMetrics,
+	broker, err := cfg.BrokerConfig.Connect("notification", reg, log,
 		// Declared at every connect (as Consume does), so that a producer
 		// (the original's converter) finds the queue whatever starts first.
-		Declare: []string{cfg.MP3Queue, mq.DeadLetterQueue(cfg.MP3Queue)}})
+		cfg.MP3Queue, mq.DeadLetterQueue(cfg.MP3Queue))
 	if err != nil {
 		return err
 	}
