@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -36,18 +35,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	if client := s.proxies.ClientAddr(r); !s.shared.Contains(client) {
 		if ok, wait := s.limit.allow(addrKey(client), now); !ok {
-			tooMany(w, wait)
+			responder.Error(w, r, tooMany(wait))
 			return
 		}
 	}
 	email, password, ok := r.BasicAuth()
 	if !ok {
-		httpx.Text(w, http.StatusUnauthorized, bodyMissing)
+		responder.Error(w, r, httpx.Status(http.StatusUnauthorized, bodyMissing))
 		return
 	}
 	account := strings.ToLower(email) // MySQL compares emails case-insensitively
 	if ok, wait := s.account.peek(account, now); !ok {
-		tooMany(w, wait)
+		responder.Error(w, r, tooMany(wait))
 		return
 	}
 	tok, err := s.auth.Login(r.Context(), email, password)
@@ -65,16 +64,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	httpx.Text(w, http.StatusOK, tok)
 }
 
-func tooMany(w http.ResponseWriter, wait time.Duration) {
+// tooMany is the refusal of a login over its bucket's rate, with the
+// seconds until the next try.
+func tooMany(wait time.Duration) error {
 	secs := int(math.Ceil(wait.Seconds()))
-	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-	httpx.Text(w, http.StatusTooManyRequests, "too many login attempts, retry later")
+	return &httpx.StatusError{Status: http.StatusTooManyRequests, Body: "too many login attempts, retry later",
+		Header: http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}}
 }
 
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	raw, ok := token.FromHeader(r.Header.Get("Authorization"))
 	if !ok {
-		httpx.Text(w, http.StatusUnauthorized, bodyMissing)
+		responder.Error(w, r, httpx.Status(http.StatusUnauthorized, bodyMissing))
 		return
 	}
 	claims, err := s.tokens.Verify(raw)
@@ -82,7 +83,6 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		responder.Error(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(claims)
+	httpx.JSON(w, http.StatusOK, claims)
 }

@@ -110,12 +110,12 @@ func (sp *scratchSpace) check(size int64) error {
 	if sp.limit > 0 {
 		if size > sp.limit {
 			return permanent(fmt.Sprintf("the file is too large for the converter's scratch space (%s); "+
-				"a smaller file, or an MP4 saved for streaming (\"faststart\"), can be converted", bytesText(sp.limit)),
+				"a smaller file, or an MP4 saved for streaming (\"faststart\"), can be converted", logging.Bytes(sp.limit)),
 				fmt.Errorf("%d bytes", size))
 		}
 		if sp.used+size > sp.limit {
 			return fmt.Errorf("scratch space %s: %s of its %s limit taken by other conversions, %s needed",
-				sp.dir, bytesText(sp.used), bytesText(sp.limit), bytesText(size))
+				sp.dir, logging.Bytes(sp.used), logging.Bytes(sp.limit), logging.Bytes(size))
 		}
 	}
 	free, err := sp.free(sp.dir)
@@ -128,7 +128,7 @@ func (sp *scratchSpace) check(size int64) error {
 	}
 	if free-sp.pending < size+margin {
 		return fmt.Errorf("scratch space %s: %s free (%s still to be written by other conversions), %s needed",
-			sp.dir, bytesText(max(free, 0)), bytesText(sp.pending), bytesText(size+margin))
+			sp.dir, logging.Bytes(max(free, 0)), logging.Bytes(sp.pending), logging.Bytes(size+margin))
 	}
 	return nil
 }

@@ -428,7 +428,7 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	case info.Length == 0:
 		return "", permanent("the file is empty", nil)
 	case info.Length > s.opt.MaxInputBytes:
-		return "", permanent(fmt.Sprintf("the file is larger than the %s limit", bytesText(s.opt.MaxInputBytes)),
+		return "", permanent(fmt.Sprintf("the file is larger than the %s limit", logging.Bytes(s.opt.MaxInputBytes)),
 			fmt.Errorf("%d bytes", info.Length))
 	}
 	if err := s.d.Jobs.Progress(ctx, j.fid(), 0); err != nil && !errors.Is(err, jobs.ErrNotFound) {
@@ -634,13 +634,3 @@ func mp3Name(fromMsg string, info gridfs.FileInfo, fid string) string {
 	return name + ".mp3"
 }
 
-func bytesText(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	default:
-		return fmt.Sprintf("%d bytes", n)
-	}
-}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -220,20 +219,9 @@ func (s *Server) quota(ctx context.Context, user string, declared int64) (int64,
 
 func quotaFull(quota int64) error {
 	return httpx.Status(http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("your storage quota of %s is full: the file does not fit beside your videos and MP3s", bytesText(quota)))
+		fmt.Sprintf("your storage quota of %s is full: the file does not fit beside your videos and MP3s", logging.Bytes(quota)))
 }
 
-// bytesText is n in the largest binary unit that keeps it whole-ish.
-func bytesText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) + " GiB"
-	case n >= 1<<20:
-		return strconv.FormatFloat(float64(n)/(1<<20), 'f', -1, 64) + " MiB"
-	default:
-		return strconv.FormatInt(n, 10) + " bytes"
-	}
-}
 
 func tooLarge(limit int64) error {
 	return httpx.Status(http.StatusRequestEntityTooLarge, fmt.Sprintf("file too large: the limit is %d MiB", limit>>20))

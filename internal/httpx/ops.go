@@ -4,7 +4,6 @@ import (
 	"mp3converter/internal/logging"
 
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -95,9 +94,7 @@ func (o *Ops) ready(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		code = http.StatusServiceUnavailable
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": status})
+	JSON(w, code, map[string]any{"ready": ok, "checks": status})
 }
 
 // logChange logs a check that starts failing (WARN) or recovers (INFO);

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,19 @@ func NewID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Bytes is n in the largest binary unit that keeps it readable, for a
+// log line or an error text: "512 bytes", "300 MiB", "1.5 GiB".
+func Bytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', -1, 64) + " MiB"
+	default:
+		return strconv.FormatInt(n, 10) + " bytes"
+	}
 }
 
 // Clip shortens s to at most max bytes for a log line or an error text,

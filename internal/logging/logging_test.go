@@ -22,3 +22,14 @@ func TestClip(t *testing.T) {
 		t.Errorf("Clip of invalid UTF-8 = %q, want the valid bytes", got)
 	}
 }
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0 bytes", 1023: "1023 bytes", 1 << 20: "1 MiB", 300 << 20: "300 MiB",
+		3 << 29: "1.5 GiB", 4 << 30: "4 GiB", 1<<20 + 1<<19: "1.5 MiB",
+	} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
