@@ -5,9 +5,10 @@
 #   deploy/stack.sh up     ensure MariaDB, RabbitMQ, PostgreSQL, ffmpeg and the original's
 #                          libraries for Debian's /usr/bin/python3 (pymongo, gridfs, pika,
 #                          PyJWT: see ensure_python_peers), installing Debian packages
-#                          when missing; build FerretDB and Mailpit
-#                          (with its web UI: see build_mailpit) from deploy/tools
-#                          when stale, start them, write $RUN/env
+#                          when missing; log in as a dedicated account (see
+#                          "accounts"); build FerretDB and Mailpit (with its web UI:
+#                          see mailpit_ui) from deploy/tools when stale, start them,
+#                          write $RUN/env
 #                          (restarting FerretDB/Mailpit when their binary was rebuilt)
 #   deploy/stack.sh down   stop what `up` started (and only that)
 #   deploy/stack.sh env    print the path of the env file (`. "$(deploy/stack.sh env)"`)
@@ -17,11 +18,13 @@
 #
 # Environment (all optional):
 #   MP3_CACHE_DIR (REPO/.cache)  built tools in $MP3_CACHE_DIR/bin, survives `down`;
-#       also Mailpit's web UI build (mailpit-src/, npm/, mailpit-ui.log), see build_mailpit
+#       also Mailpit's web UI build (mailpit-src/, npm/, mailpit-ui.log), see mailpit_ui
 #   MP3_RUN_DIR   (REPO/.run)    pidfiles, logs, Mailpit data, the env file
-#   MYSQL_PORT (3306) MYSQL_USER (root) MYSQL_PASSWORD ('')
+#   MYSQL_PORT (3306); MYSQL_USER and MYSQL_PASSWORD: an account of yours to use
+#       instead of mp3dev (see "accounts")
+#   MP3_CREDENTIALS (~/.local/state/mp3converter/credentials) mp3dev's password
 #   RABBITMQ_PORT (5672)  RABBITMQ_MANAGEMENT=1 enables the management plugin
-#   POSTGRES_PORT (5432)  FERRETDB_PG_DB (ferretdb)
+#   POSTGRES_PORT (5432)  FERRETDB_PG_DB (mp3_ferretdb)
 #   FERRETDB_PORT (27018) MAILPIT_SMTP_PORT (1025) MAILPIT_HTTP_PORT (8025):
 #       when unset and the default is taken, the next free port is used.
 #   MP3_NEED_CHROMIUM=1  install Debian's chromium when missing (browser tests);
@@ -34,14 +37,13 @@ CACHE=${MP3_CACHE_DIR:-$REPO/.cache}
 BIN=$CACHE/bin
 RUN=${MP3_RUN_DIR:-$REPO/.run}
 ENVFILE=$RUN/env
-MAILPIT_VERSION=v1.33.1
+MAILPIT_VERSION=$(awk '$1 == "github.com/axllent/mailpit" { print $2 }' "$TOOLS/go.mod")
 
 MYSQL_PORT=${MYSQL_PORT:-3306}
-MYSQL_USER=${MYSQL_USER:-root}
 MYSQL_PASSWORD=${MYSQL_PASSWORD:-}
 RABBITMQ_PORT=${RABBITMQ_PORT:-5672}
 POSTGRES_PORT=${POSTGRES_PORT:-5432}
-FERRETDB_PG_DB=${FERRETDB_PG_DB:-ferretdb}
+FERRETDB_PG_DB=${FERRETDB_PG_DB:-mp3_ferretdb}
 
 export DEBIAN_FRONTEND=noninteractive
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -108,6 +110,26 @@ pick_port() {
 	fi
 }
 
+# ---------------------------------------------------------------- accounts
+
+# The tests and `make run` log in to MariaDB and PostgreSQL as a dedicated
+# account, mp3dev, with a password made once per machine and kept in
+# $CREDS (mode 600; every checkout on the machine shares it, so that two
+# checkouts do not reset each other's password). The accounts are made
+# through the servers' own administrator login over the unix socket (root
+# for MariaDB, postgres for PostgreSQL: Debian's defaults); no server's
+# authentication is loosened.
+CREDS=${MP3_CREDENTIALS:-${XDG_STATE_HOME:-$HOME/.local/state}/mp3converter/credentials}
+DEV_USER=mp3dev
+
+dev_password() {
+	if [ ! -s "$CREDS" ]; then
+		mkdir -p "$(dirname "$CREDS")"
+		(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$CREDS.tmp" && mv -f "$CREDS.tmp" "$CREDS")
+	fi
+	cat "$CREDS"
+}
+
 # ---------------------------------------------------------------- MariaDB
 
 mysql_cli() { command -v mariadb || command -v mysql; }
@@ -120,8 +142,8 @@ mariadbd_bin() { command -v mariadbd || command -v mysqld || true; }
 ensure_mysql() {
 	local how="using running server"
 	mysql_cli >/dev/null || apt_install mariadb-client
-	if ! { mysql_cli >/dev/null && mysql_ok; } && ! tcp_open "$MYSQL_PORT"; then
-		if [ -z "$(mariadbd_bin)" ] || ! mysql_cli >/dev/null; then apt_install mariadb-server mariadb-client; fi
+	if ! tcp_open "$MYSQL_PORT"; then
+		[ -n "$(mariadbd_bin)" ] || apt_install mariadb-server mariadb-client
 		# apt may have started it already (sysv init inside containers).
 		if ! tcp_open "$MYSQL_PORT"; then
 			log "starting MariaDB"
@@ -133,36 +155,40 @@ ensure_mysql() {
 		fi
 		hint="see /var/log/mysql" wait_until 60 "MariaDB on 127.0.0.1:$MYSQL_PORT" tcp_open "$MYSQL_PORT"
 	fi
-	# Fresh Debian: root@localhost authenticates only over the unix socket.
-	# Let root in over TCP with the empty password (a development machine).
-	if ! mysql_ok && [ "$MYSQL_USER" = root ] && [ -z "$MYSQL_PASSWORD" ] &&
-		as_root "$(mysql_cli)" -uroot -e 'select 1' >/dev/null 2>&1; then
-		log "allowing MariaDB root over TCP without password (development setup)"
-		as_root "$(mysql_cli)" -uroot -e "
-			ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
-			CREATE USER IF NOT EXISTS root@'127.0.0.1' IDENTIFIED BY '';
-			GRANT ALL PRIVILEGES ON *.* TO root@'127.0.0.1' WITH GRANT OPTION;
-			FLUSH PRIVILEGES;" || die "could not configure MariaDB root login"
+	if [ -z "${MYSQL_USER:-}" ]; then
+		MYSQL_USER=$DEV_USER MYSQL_PASSWORD=$(dev_password)
+		if ! mysql_ok; then
+			log "creating MariaDB account $MYSQL_USER (as root over the unix socket)"
+			local u
+			for u in "'$MYSQL_USER'@'localhost'" "'$MYSQL_USER'@'127.0.0.1'"; do
+				# Tests create databases and accounts (auth's read-only checks).
+				echo "CREATE USER IF NOT EXISTS $u; ALTER USER $u IDENTIFIED BY '$MYSQL_PASSWORD';
+					GRANT ALL PRIVILEGES ON *.* TO $u WITH GRANT OPTION;"
+			done | as_root "$(mysql_cli)" -uroot ||
+				die "could not create the MariaDB account $MYSQL_USER as root over the unix socket;" \
+					"create one yourself and set MYSQL_USER and MYSQL_PASSWORD"
+		fi
 	fi
 	wait_until 20 "MariaDB login as $MYSQL_USER@127.0.0.1:$MYSQL_PORT" mysql_ok
-	note mysql "$how on 127.0.0.1:$MYSQL_PORT"
+	note mysql "$how on 127.0.0.1:$MYSQL_PORT (account $MYSQL_USER)"
 }
 
 # ---------------------------------------------------------------- RabbitMQ
 
-# A real AMQP handshake: the server answers the protocol header with Connection.Start.
+# amqp_ok: a real AMQP login (pika, the original's client) as guest.
 amqp_ok() {
-	timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$RABBITMQ_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 &&
-		dd bs=1 count=1 <&3 2>/dev/null | od -An -tx1" 2>/dev/null | grep -q 01
+	/usr/bin/python3 -E -s -c 'import pika, sys
+pika.BlockingConnection(pika.URLParameters(sys.argv[1])).close()' \
+		"amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/?connection_attempts=1&socket_timeout=2&blocked_connection_timeout=2"
 }
 
 ensure_rabbitmq() {
-	if amqp_ok; then
+	if amqp_ok 2>/dev/null; then
 		note rabbitmq "using running server on 127.0.0.1:$RABBITMQ_PORT"
 	else
 		command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
 		# apt may have started it already (sysv init inside containers).
-		if ! amqp_ok && ! proc_running '[b]eam.*rabbit'; then
+		if ! amqp_ok 2>/dev/null && ! proc_running '[b]eam.*rabbit'; then
 			log "starting RabbitMQ"
 			as_root rabbitmq-server -detached >&2 9>&- || die "rabbitmq-server -detached failed"
 			touch "$RUN/started-rabbitmq"
@@ -179,12 +205,17 @@ ensure_rabbitmq() {
 	if tcp_open 15672; then RABBITMQ_MGMT_URL=http://guest:guest@127.0.0.1:15672; fi
 }
 
-# ---------------------------------------------------------------- PostgreSQL
+# ---------------------------------------------------------------- PostgreSQL (FerretDB's storage)
 
 pg_version() { find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -1; }
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$POSTGRES_PORT" -t 2; }
-pg_root() { PGCONNECT_TIMEOUT=3 psql -w -X -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U root -d postgres -v ON_ERROR_STOP=1 -tAc "$1"; }
-pg_super() { as_root su postgres -s /bin/sh -c "cd / && psql -X -q -p $POSTGRES_PORT -d postgres -v ON_ERROR_STOP=1 -tAc \"$1\""; }
+# pg_dev SQL: as mp3dev over TCP, with its password.
+pg_dev() {
+	PGPASSWORD=$(dev_password) PGCONNECT_TIMEOUT=3 psql -w -X -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$DEV_USER" \
+		-d "$FERRETDB_PG_DB" -v ON_ERROR_STOP=1 -tAc "$1"
+}
+# pg_admin: psql as postgres over the unix socket (peer authentication), SQL on stdin.
+pg_admin() { as_root su postgres -s /bin/sh -c "cd / && psql -X -q -p $POSTGRES_PORT -d postgres -v ON_ERROR_STOP=1"; }
 
 ensure_postgres() {
 	if pg_ready 2>/dev/null; then
@@ -204,23 +235,18 @@ ensure_postgres() {
 		fi
 		hint="see /var/log/postgresql" wait_until 60 "PostgreSQL on 127.0.0.1:$POSTGRES_PORT" pg_ready
 	fi
-	# Tests and FerretDB connect as root over TCP without password.
-	if ! pg_root 'select 1' >/dev/null 2>&1; then
-		log "creating PostgreSQL role root with local trust (development setup)"
-		pg_super "DO \\\$\\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='root') THEN CREATE ROLE root SUPERUSER LOGIN; END IF; END\\\$\\\$" ||
-			die "could not create PostgreSQL role root (as user postgres)"
-		local hba; hba=$(pg_super 'show hba_file') || die "could not find pg_hba.conf"
-		if ! as_root grep -q '^host all root 127.0.0.1/32 trust' "$hba"; then
-			as_root sed -i '1i host all root 127.0.0.1/32 trust\nhost all root ::1/128 trust' "$hba"
-		fi
-		pg_super 'select pg_reload_conf()' >/dev/null
-		wait_until 10 "PostgreSQL login as root@127.0.0.1:$POSTGRES_PORT" pg_root 'select 1'
+	# FerretDB keeps its data in database $FERRETDB_PG_DB, owned by mp3dev.
+	if ! pg_dev 'select 1' >/dev/null 2>&1; then
+		log "creating PostgreSQL role $DEV_USER and database $FERRETDB_PG_DB (as postgres over the unix socket)"
+		pg_admin <<-SQL >/dev/null || die "could not create PostgreSQL role $DEV_USER (as user postgres)"
+			SELECT 'CREATE ROLE $DEV_USER LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DEV_USER')\gexec
+			ALTER ROLE $DEV_USER PASSWORD '$(dev_password)';
+			SELECT 'CREATE DATABASE "$FERRETDB_PG_DB" OWNER $DEV_USER'
+				WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$FERRETDB_PG_DB')\gexec
+		SQL
+		wait_until 10 "PostgreSQL login as $DEV_USER@127.0.0.1:$POSTGRES_PORT" pg_dev 'select 1'
 	fi
-	if [ -z "$(pg_root "select 1 from pg_database where datname='$FERRETDB_PG_DB'")" ]; then
-		pg_root "create database \"$FERRETDB_PG_DB\"" >/dev/null || die "could not create database $FERRETDB_PG_DB"
-		log "created PostgreSQL database $FERRETDB_PG_DB"
-	fi
-	POSTGRES_URL=postgres://root@127.0.0.1:$POSTGRES_PORT/$FERRETDB_PG_DB
+	POSTGRES_URL=postgres://$DEV_USER:$(dev_password)@127.0.0.1:$POSTGRES_PORT/$FERRETDB_PG_DB
 }
 
 # ---------------------------------------------------------------- ffmpeg
@@ -281,150 +307,48 @@ build() {
 
 # ---------------------------------------------------------------- Mailpit with its web UI
 
-# Mailpit's Go module has the web UI's sources (server/ui-src, package.json,
-# package-lock.json, esbuild.config.mjs) but not the built bundle (server/ui/dist
-# is git-ignored upstream), so a plain `go build github.com/axllent/mailpit` serves
-# the HTTP API only (GET /dist/app.js is a 404). build_mailpit does what upstream's
-# Dockerfile does, on a copy of the pinned module in $MAILPIT_SRC: `npm ci` (the
-# lockfile pins the npm packages), `npm run package` (esbuild into server/ui/dist),
-# then `go build` of that copy with its own go.mod/go.sum. When node/npm or the npm
-# registry are missing it builds the API-only binary with a warning: the tests use
-# the HTTP API only and never depend on the UI. Rebuilds in the same $MAILPIT_SRC
-# give a byte-identical binary; in another directory the UI bundle differs in
-# minified names only (the Vue plugin hashes absolute paths into scoped-CSS ids).
+# Mailpit's Go module has its web UI's sources but not the built bundle, so
+# `go build` alone gives a Mailpit that serves the HTTP API only (all the
+# tests need). mailpit_ui builds the bundle as upstream does (npm ci from the
+# module's lockfile, npm run package), then the binary. rapidoc, which only
+# the API docs page uses, is left out: the lockfile's version is missing
+# from the npm registry here. When npm or the registry fail, the API-only
+# binary is built and the UI is tried again a day later.
 MAILPIT_MOD=github.com/axllent/mailpit
-MAILPIT_SRC=$CACHE/mailpit-src
-MAILPIT_UI_LOG=$CACHE/mailpit-ui.log
 MAILPIT_LDFLAGS="-X $MAILPIT_MOD/config.Version=$MAILPIT_VERSION"
+MAILPIT_LOG=$CACHE/mailpit-ui.log
 
-# ensure_node: node and npm on PATH, installing Debian's nodejs and npm when missing.
-ensure_node() {
-	command -v node >/dev/null && command -v npm >/dev/null && return
-	# A subshell: a failed install costs the web UI, not the whole `up`.
-	(apt_install nodejs npm) || true
-	command -v node >/dev/null && command -v npm >/dev/null
+mailpit_ui() {
+	local src=$CACHE/mailpit-src dir
+	{ command -v npm >/dev/null || (apt_install nodejs npm); } &&
+		dir=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "$MAILPIT_MOD") &&
+		rm -rf "$src" && cp -R "$dir" "$src" && chmod -R u+w "$src" && cd "$src" &&
+		node -e 'const fs = require("fs"), edit = (f, fn) => { const j = JSON.parse(fs.readFileSync(f)); fn(j); fs.writeFileSync(f, JSON.stringify(j)); };
+			edit("package.json", (j) => delete j.dependencies.rapidoc);
+			edit("package-lock.json", (j) => { delete j.packages[""].dependencies.rapidoc; delete j.packages["node_modules/rapidoc"]; });
+			fs.writeFileSync("server/ui-src/docs.js", "document.body.append(\"This build has no API docs viewer: see swagger.json\");\n");' &&
+		timeout 900 npm ci --no-audit --no-fund --ignore-scripts --include=dev --include=optional --omit=peer \
+			--cache "$CACHE/npm" --prefer-offline --fetch-timeout=60000 --fetch-retries=2 &&
+		timeout 300 npm run package && [ -s server/ui/dist/app.js ] &&
+		go_build "$src" mailpit . -trimpath -buildvcs=false -ldflags "$MAILPIT_LDFLAGS" && rm -rf node_modules
 }
 
-# mailpit_npm_ci: npm ci in $MAILPIT_SRC (without the flood of EBADENGINE warnings).
-# --ignore-scripts: the build needs no install scripts (esbuild's binary comes from
-# its optional package). --omit=peer: the packages that only peers need are not used
-# by the build (sass-embedded: esbuild-sass-plugin uses sass), and the lockfile's
-# sass-embedded@1.108.1 is missing from the npm registry here (404).
-# The npm cache in $CACHE/npm makes rebuilds quick.
-mailpit_npm_ci() {
-	(cd "$MAILPIT_SRC" && timeout 900 npm ci --no-audit --no-fund --ignore-scripts \
-		--include=dev --include=optional --omit=peer \
-		--cache "$CACHE/npm" --prefer-offline --fetch-timeout=60000 --fetch-retries=2) 2>&1 |
-		{ grep -v EBADENGINE || true; }
-}
-
-# mailpit_check_registry: fetch the rapidoc version the lockfile pins (into the npm
-# cache); when the registry has no such version (rapidoc@12.1.0 is a 404 on the npm
-# registry here) drop rapidoc. Fails fast when the registry does not answer.
-mailpit_check_registry() {
-	local v out
-	v=$(cd "$MAILPIT_SRC" && node -p 'require("./package-lock.json").packages["node_modules/rapidoc"]?.version ?? ""') ||
-		return 1
-	[ -n "$v" ] || return 0
-	if out=$(timeout 120 npm cache add --cache "$CACHE/npm" --fetch-timeout=30000 --fetch-retries=1 \
-		--fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=10000 "rapidoc@$v" 2>&1); then
-		return 0
-	fi
-	printf '%s\n' "$out" | grep -v '^npm error  *at ' | tail -n 12
-	if grep -qE 'E404|ETARGET' <<<"$out"; then
-		# Only the API docs page uses rapidoc: build the rest of the UI, exactly as locked.
-		echo "== $(date +%T) rapidoc@$v is missing from the npm registry: building without the API docs viewer"
-		mailpit_drop_rapidoc
-		return
-	fi
-	echo "the npm registry did not answer (npm cache add rapidoc@$v failed)"
-	return 1
-}
-
-# mailpit_drop_rapidoc: remove rapidoc from the copy's package.json and lockfile,
-# and make the API docs page (server/ui/api/v1/, dist/docs.js) say so instead.
-mailpit_drop_rapidoc() {
-	(cd "$MAILPIT_SRC" && node -e '
-		const fs = require("fs");
-		const edit = (f, fn) => { const j = JSON.parse(fs.readFileSync(f)); fn(j); fs.writeFileSync(f, JSON.stringify(j, null, 2) + "\n"); };
-		edit("package.json", (j) => delete j.dependencies.rapidoc);
-		edit("package-lock.json", (j) => { delete j.packages[""].dependencies.rapidoc; delete j.packages["node_modules/rapidoc"]; });
-		fs.writeFileSync("server/ui-src/docs.js", `document.addEventListener("DOMContentLoaded", () =>
-	document.body.insertAdjacentHTML("afterbegin",
-		"<p>This Mailpit build has no API docs viewer (rapidoc was missing from the npm registry): " +
-		"read <a href=\\"swagger.json\\">swagger.json</a>.</p>"));
-`);')
-}
-
-# mailpit_ui_build: build Mailpit with its web UI into $BIN/.mailpit.tmp (errexit
-# does not apply in a function called from `if`, so every step checks itself).
-mailpit_ui_build() {
-	local dir src=$MAILPIT_SRC
-	dir=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly go mod download "$MAILPIT_MOD" &&
-		GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "$MAILPIT_MOD") || return 1
-	if [ ! -f "$dir/package-lock.json" ]; then echo "no package-lock.json in $dir"; return 1; fi
-	echo "== $(date +%T) copying $dir to $src"
-	rm -rf "$src" && cp -R "$dir" "$src" && chmod -R u+w "$src" || return 1
-	mailpit_check_registry || return 1
-	echo "== $(date +%T) npm ci (node $(node --version), npm $(npm --version))"
-	mailpit_npm_ci || return 1
-	echo "== $(date +%T) npm run package"
-	(cd "$src" && timeout 300 npm run package) || return 1
-	if [ ! -s "$src/server/ui/dist/app.js" ]; then echo "the UI build made no server/ui/dist/app.js"; return 1; fi
-	echo "== $(date +%T) go build"
-	go_build "$src" mailpit . -trimpath -buildvcs=false -ldflags "$MAILPIT_LDFLAGS" || return 1
-	# node_modules is only needed to build (a rebuild runs npm ci afresh).
-	rm -rf "$src/node_modules"
-	echo "== $(date +%T) done"
-}
-
-# build_mailpit: rebuild $BIN/mailpit when the tools module or the recipe changed.
-# The stamp says HASH ui, or HASH api-only after a failed UI build: that one is
-# retried after a day (or at once after `rm $BIN/.mailpit.stamp`).
 build_mailpit() {
-	local stamp=$BIN/.mailpit.stamp want have
-	# The recipe: the functions that make the binary (not the messages around them).
-	want=$(tools_hash <(declare -f go_build mailpit_npm_ci mailpit_check_registry mailpit_drop_rapidoc mailpit_ui_build
-		echo "$MAILPIT_LDFLAGS"))
+	local stamp=$BIN/.mailpit.stamp want have kind=ui t0=$SECONDS
+	want=$(tools_hash <(declare -f go_build mailpit_ui; echo "$MAILPIT_LDFLAGS"))
 	have=$(cat "$stamp" 2>/dev/null || true)
-	if [ -x "$BIN/mailpit" ]; then
-		if [ "$have" = "$want ui" ]; then return; fi
-		if [ "$have" = "$want api-only" ] && [ -z "$(find "$stamp" -mmin +1440)" ]; then
-			log "WARNING: Mailpit runs without its web UI: its build failed (log: $MAILPIT_UI_LOG);" \
-				"it is retried a day later, or now after: rm $stamp"
-			return
-		fi
-	fi
-	command -v go >/dev/null || die "go is not on PATH"
-	local pinned
-	pinned=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$MAILPIT_MOD") ||
-		die "go list -m $MAILPIT_MOD failed in $TOOLS"
-	[ "$pinned" = "$MAILPIT_VERSION" ] ||
-		die "deploy/tools pins $MAILPIT_MOD $pinned but stack.sh says MAILPIT_VERSION=$MAILPIT_VERSION: update stack.sh"
+	if [ -x "$BIN/mailpit" ] && { [ "$have" = "$want ui" ] ||
+		{ [ "$have" = "$want api" ] && [ -z "$(find "$stamp" -mmin +1440)" ]; }; }; then return; fi
 	mkdir -p "$BIN"
-	local t0=$SECONDS
-	log "building mailpit $MAILPIT_VERSION with its web UI (cold builds take a few minutes; log: $MAILPIT_UI_LOG)"
-	if ! ensure_node; then
-		echo "node/npm are missing and could not be installed" >"$MAILPIT_UI_LOG"
-	elif mailpit_ui_build >"$MAILPIT_UI_LOG" 2>&1; then
-		mv -f "$BIN/.mailpit.tmp" "$BIN/mailpit"
-		echo "$want ui" >"$stamp"
-		log "built mailpit with its web UI in $((SECONDS - t0))s"
-		return
+	log "building mailpit $MAILPIT_VERSION with its web UI (a few minutes cold; log: $MAILPIT_LOG)"
+	if ! (mailpit_ui) >"$MAILPIT_LOG" 2>&1; then
+		log "WARNING: Mailpit's web UI did not build (log: $MAILPIT_LOG): its HTTP API works, the browser UI does not"
+		go_build "$TOOLS" mailpit "$MAILPIT_MOD" -trimpath -ldflags "$MAILPIT_LDFLAGS" >&2 || die "go build $MAILPIT_MOD failed"
+		kind=api
 	fi
-	tail -n 15 "$MAILPIT_UI_LOG" | sed 's/^/    /' >&2
-	log "WARNING: could not build Mailpit's web UI (log: $MAILPIT_UI_LOG): Mailpit runs without it;" \
-		"its HTTP API (which all the tests use) works, the browser UI does not"
-	if [ -x "$BIN/mailpit" ] && [ "$have" = "$want api-only" ]; then
-		# Same API-only binary as before: keep it (no restart), retry in a day.
-		touch "$stamp"
-		return
-	fi
-	go_build "$TOOLS" mailpit "$MAILPIT_MOD" -trimpath -ldflags "$MAILPIT_LDFLAGS" >&2 ||
-		die "go build $MAILPIT_MOD failed"
 	mv -f "$BIN/.mailpit.tmp" "$BIN/mailpit"
-	echo "$want api-only" >"$stamp"
-	log "built mailpit without its web UI in $((SECONDS - t0))s"
+	echo "$want $kind" >"$stamp"
+	log "built mailpit ($kind) in $((SECONDS - t0))s"
 }
 
 build_tools() {
@@ -455,22 +379,30 @@ start() {
 	echo $! >"$RUN/$name.pid"
 }
 
-# A real MongoDB round trip: OP_MSG {ping: 1, $db: "admin"} must answer ok: 1.0.
+# mongo_ping PORT: a real MongoDB round trip (pymongo, the original's client).
 mongo_ping() {
-	timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 &&
-		printf '\\x33\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xdd\\x07\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x1e\\x00\\x00\\x00\\x10ping\\x00\\x01\\x00\\x00\\x00\\x02\$db\\x00\\x06\\x00\\x00\\x00admin\\x00\\x00' >&3 &&
-		dd bs=4096 count=1 <&3 2>/dev/null | od -An -v -tx1" 2>/dev/null | tr -d ' \n' | grep -q '016f6b00000000000000f03f'
+	/usr/bin/python3 -E -s -c 'import pymongo, sys
+pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000).admin.command("ping")' \
+		"mongodb://127.0.0.1:$1/"
 }
 
 ensure_ferretdb() {
 	restart_if_rebuilt ferretdb
+	# The storage URL is in the environment (it holds a password), not on
+	# the command line; a changed one (another FERRETDB_PG_DB) restarts.
+	local url_hash; url_hash=$(sha256sum <<<"$POSTGRES_URL" | cut -d' ' -f1)
+	if alive ferretdb && [ "$(cat "$RUN/ferretdb.url" 2>/dev/null)" != "$url_hash" ]; then
+		log "FerretDB's storage changed: restarting it"
+		stop_pidfile ferretdb
+	fi
 	if alive ferretdb; then
 		FERRETDB_PORT=$(cat "$RUN/ferretdb.port")
 		note ferretdb "reusing pid $(cat "$RUN/ferretdb.pid") on 127.0.0.1:$FERRETDB_PORT"
 	else
 		FERRETDB_PORT=$(pick_port FERRETDB_PORT 27018)
-		start ferretdb -listen-addr "127.0.0.1:$FERRETDB_PORT" -postgresql-url "$POSTGRES_URL"
+		FERRETDB_POSTGRESQL_URL=$POSTGRES_URL start ferretdb -listen-addr "127.0.0.1:$FERRETDB_PORT"
 		echo "$FERRETDB_PORT" >"$RUN/ferretdb.port"
+		echo "$url_hash" >"$RUN/ferretdb.url"
 		note ferretdb "started pid $(cat "$RUN/ferretdb.pid") on 127.0.0.1:$FERRETDB_PORT (PostgreSQL $FERRETDB_PG_DB)"
 	fi
 	proc=ferretdb wait_until 30 "FerretDB on 127.0.0.1:$FERRETDB_PORT" mongo_ping "$FERRETDB_PORT"
@@ -516,7 +448,7 @@ write_env() {
 		SMTP_HOST=127.0.0.1 SMTP_PORT="$MAILPIT_SMTP_PORT" SMTP_TLS=none \
 		MAILPIT_URL="http://127.0.0.1:$MAILPIT_HTTP_PORT" \
 		FFMPEG_PATH="$FFMPEG_PATH" FFPROBE_PATH="$FFPROBE_PATH" \
-		POSTGRES_URL="$POSTGRES_URL" MP3_RUN_DIR="$RUN" MP3_TOOLS_BIN="$BIN" \
+		MP3_RUN_DIR="$RUN" MP3_TOOLS_BIN="$BIN" \
 		CHROMIUM_PATH="$CHROMIUM_PATH"; do
 		# RABBITMQ_MGMT_URL only when the management plugin answers, CHROMIUM_PATH
 		# only when chromium is installed.
@@ -543,11 +475,11 @@ cmd_build() { build_tools; }
 
 cmd_up() {
 	local t0=$SECONDS
+	ensure_python_peers # first: the RabbitMQ and FerretDB checks use pika and pymongo
 	ensure_mysql
 	ensure_rabbitmq
 	ensure_postgres
 	ensure_ffmpeg
-	ensure_python_peers
 	ensure_chromium
 	build_tools
 	ensure_ferretdb

@@ -33,7 +33,9 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ferretdb", flag.ContinueOnError)
 	listen := fs.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
-	pgURL := fs.String("postgresql-url", "", "PostgreSQL URL, e.g. postgres://root@127.0.0.1:5432/ferretdb")
+	// The URL may hold a password: FERRETDB_POSTGRESQL_URL keeps it off the command line.
+	pgURL := fs.String("postgresql-url", os.Getenv("FERRETDB_POSTGRESQL_URL"),
+		"PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/ferretdb [$FERRETDB_POSTGRESQL_URL]")
 	sqliteURL := fs.String("sqlite-url", "", "SQLite directory URL, e.g. file:data/ (used when -postgresql-url is empty)")
 	verbose := fs.Bool("verbose", false, "log warnings and errors to stderr (slows FerretDB down)")
 	if err := fs.Parse(args); err != nil {
