@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -81,4 +82,25 @@ type DBConfig struct {
 func (c DBConfig) MySQL() MySQLConfig {
 	return MySQLConfig{Host: c.MySQLHost, Port: c.MySQLPort, User: c.MySQLUser,
 		Password: c.MySQLPassword.Reveal(), DB: c.MySQLDB, Timeout: c.DBTimeout}
+}
+
+// Validate reports every bad value, each error naming its variable.
+func (c Config) Validate() error {
+	_, peersErr := c.SharedPeers()
+	errs := []error{config.CheckPort("PORT", c.Port), config.CheckPort("MYSQL_PORT", c.DB.MySQLPort), peersErr}
+	bad := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	bad(strings.TrimSpace(c.DB.MySQLHost) != "", "MYSQL_HOST is empty")
+	bad(strings.TrimSpace(c.DB.MySQLDB) != "", "MYSQL_DB is empty")
+	bad(c.JWTTTL > 0, "JWT_TTL %s: want a positive duration", c.JWTTTL)
+	bad(c.LoginRate > 0 && c.LoginAccountRate > 0, "LOGIN_RATE and LOGIN_ACCOUNT_RATE must be > 0")
+	bad(c.LoginBurst >= 1 && c.LoginAccountBurst >= 1, "LOGIN_BURST and LOGIN_ACCOUNT_BURST must be ≥ 1")
+	for name, d := range map[string]time.Duration{"REQUEST_TIMEOUT": c.RequestTimeout,
+		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DB_TIMEOUT": c.DB.DBTimeout} {
+		bad(d > 0, "%s %s: want a positive duration", name, d)
+	}
+	return errors.Join(errs...)
 }

@@ -101,6 +101,7 @@ import (
 	"strings"
 	"time"
 
+	"mp3converter/internal/config"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/retention"
@@ -207,55 +208,59 @@ func (c Config) LongestUnacked() time.Duration {
 	return c.JobTimeout + c.MaxRetryBackoff + settleMargin
 }
 
-// Options turns the configuration into the service's Options, checking it:
-// the error names the variable at fault.
-func (c Config) Options() (Options, error) {
-	bps, err := ParseBitrate(c.MP3Bitrate)
-	if err != nil {
-		return Options{}, fmt.Errorf("MP3_BITRATE: %w", err)
+// Validate reports every bad value, each error naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
 	}
-	switch {
-	case strings.TrimSpace(c.VideoQueue) == "":
-		return Options{}, errors.New("VIDEO_QUEUE is empty")
-	case strings.TrimSpace(c.MP3Queue) == "":
-		return Options{}, errors.New("MP3_QUEUE is empty")
-	case c.VideoQueue == c.MP3Queue:
-		return Options{}, errors.New("VIDEO_QUEUE and MP3_QUEUE must differ")
-	case c.FFmpegPath == "":
-		return Options{}, errors.New("FFMPEG_PATH is empty")
-	case c.FFprobePath == "":
-		return Options{}, errors.New("FFPROBE_PATH is empty")
-	case c.Concurrency < 0:
-		return Options{}, errors.New("CONCURRENCY must be ≥ 0")
-	case c.Prefetch < 0:
-		return Options{}, errors.New("PREFETCH must be ≥ 0")
-	case c.MaxAttempts < 1:
-		return Options{}, errors.New("MAX_ATTEMPTS must be ≥ 1")
-	case c.MaxRedeliveries < 1:
-		return Options{}, errors.New("MAX_REDELIVERIES must be ≥ 1")
-	case c.RetryBackoff <= 0 || c.MaxRetryBackoff <= 0:
-		return Options{}, errors.New("RETRY_BACKOFF and MAX_RETRY_BACKOFF must be > 0")
-	case c.MaxDuration <= 0:
-		return Options{}, errors.New("MAX_DURATION must be > 0")
-	case c.MaxInputBytes <= 0:
-		return Options{}, errors.New("MAX_INPUT_BYTES must be > 0")
-	case c.Retention.Validate() != nil:
-		return Options{}, c.Retention.Validate()
-	case c.ScratchLimit < 0:
-		return Options{}, errors.New("SCRATCH_LIMIT_BYTES must be ≥ 0 (0: no limit but the file system's free space)")
-	case c.ProbeTimeout <= 0 || c.JobTimeout <= 0 || c.ShutdownTimeout <= 0:
-		return Options{}, errors.New("PROBE_TIMEOUT, JOB_TIMEOUT and SHUTDOWN_TIMEOUT must be > 0")
-	case c.LeaseTTL < 3*time.Second:
-		return Options{}, errors.New("JOB_LEASE_TTL must be ≥ 3s (it is renewed every third of it)")
-	case c.BrokerConsumerTimeout < 0:
-		return Options{}, errors.New("BROKER_CONSUMER_TIMEOUT must be ≥ 0 (0: the broker has no consumer timeout)")
-	case c.BrokerConsumerTimeout > 0 && c.LongestUnacked() >= c.BrokerConsumerTimeout:
-		return Options{}, fmt.Errorf("JOB_TIMEOUT %s + MAX_RETRY_BACKOFF %s + %s (reports, republishing) must stay below "+
+	if _, err := ParseBitrate(c.MP3Bitrate); err != nil {
+		errs = append(errs, fmt.Errorf("MP3_BITRATE: %w", err))
+	}
+	if err := config.CheckPort("PORT", c.Port); err != nil {
+		errs = append(errs, err)
+	}
+	bad(strings.TrimSpace(c.VideoQueue) != "", "VIDEO_QUEUE is empty")
+	bad(strings.TrimSpace(c.MP3Queue) != "", "MP3_QUEUE is empty")
+	bad(c.VideoQueue != c.MP3Queue, "VIDEO_QUEUE and MP3_QUEUE must differ")
+	bad(c.FFmpegPath != "", "FFMPEG_PATH is empty")
+	bad(c.FFprobePath != "", "FFPROBE_PATH is empty")
+	bad(c.Concurrency >= 0, "CONCURRENCY must be ≥ 0")
+	bad(c.Prefetch >= 0, "PREFETCH must be ≥ 0")
+	bad(c.MaxAttempts >= 1, "MAX_ATTEMPTS must be ≥ 1")
+	bad(c.MaxRedeliveries >= 1, "MAX_REDELIVERIES must be ≥ 1")
+	bad(c.RetryBackoff > 0 && c.MaxRetryBackoff > 0, "RETRY_BACKOFF and MAX_RETRY_BACKOFF must be > 0")
+	bad(c.MaxDuration > 0, "MAX_DURATION must be > 0")
+	bad(c.MaxInputBytes > 0, "MAX_INPUT_BYTES must be > 0")
+	if err := c.Retention.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.StoreConfig.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	bad(c.ScratchLimit >= 0, "SCRATCH_LIMIT_BYTES must be ≥ 0 (0: no limit but the file system's free space)")
+	bad(c.ProbeTimeout > 0 && c.JobTimeout > 0 && c.ShutdownTimeout > 0,
+		"PROBE_TIMEOUT, JOB_TIMEOUT and SHUTDOWN_TIMEOUT must be > 0")
+	bad(c.LeaseTTL >= 3*time.Second, "JOB_LEASE_TTL must be ≥ 3s (it is renewed every third of it)")
+	bad(c.BrokerConsumerTimeout >= 0, "BROKER_CONSUMER_TIMEOUT must be ≥ 0 (0: the broker has no consumer timeout)")
+	bad(c.BrokerConsumerTimeout <= 0 || c.LongestUnacked() < c.BrokerConsumerTimeout,
+		"JOB_TIMEOUT %s + MAX_RETRY_BACKOFF %s + %s (reports, republishing) must stay below "+
 			"BROKER_CONSUMER_TIMEOUT %s, RabbitMQ's consumer_timeout: a message unacked longer than that is taken back "+
 			"by the broker and handed to another converter while this one still converts it. Lower JOB_TIMEOUT, or raise "+
 			"consumer_timeout in RabbitMQ's configuration and BROKER_CONSUMER_TIMEOUT with it",
-			c.JobTimeout, c.MaxRetryBackoff, settleMargin, c.BrokerConsumerTimeout)
+		c.JobTimeout, c.MaxRetryBackoff, settleMargin, c.BrokerConsumerTimeout)
+	return errors.Join(errs...)
+}
+
+// Options turns a valid configuration into the service's Options; it also
+// checks that SCRATCH_DIR is a directory.
+func (c Config) Options() (Options, error) {
+	if err := c.Validate(); err != nil {
+		return Options{}, err
 	}
+	bps, _ := ParseBitrate(c.MP3Bitrate)
 	scratch := c.ScratchDir
 	if scratch == "" {
 		scratch = os.TempDir()

@@ -633,4 +633,3 @@ func mp3Name(fromMsg string, info gridfs.FileInfo, fid string) string {
 	}
 	return name + ".mp3"
 }
-

@@ -5,8 +5,12 @@
 package gateway
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
+	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
@@ -34,9 +38,12 @@ type Config struct {
 	MaxUploadBytes int64 `env:"MAX_UPLOAD_BYTES" envDefault:"2147483648"`
 	// UserQuotaBytes bounds one user's stored videos and MP3s (0: none);
 	// UserMaxActive their conversions queued or converting (0: none).
-	UserQuotaBytes int64  `env:"USER_QUOTA_BYTES" envDefault:"10737418240"`
-	UserMaxActive  int    `env:"USER_MAX_ACTIVE" envDefault:"10"`
-	PublicURL      string `env:"PUBLIC_URL"`
+	UserQuotaBytes int64 `env:"USER_QUOTA_BYTES" envDefault:"10737418240"`
+	UserMaxActive  int   `env:"USER_MAX_ACTIVE" envDefault:"10"`
+	// PublicURL is the gateway's base URL as its clients reach it
+	// (https://mp3.example.com): when set, the links the gateway answers
+	// (GET /jobs' next page) are absolute; empty: relative.
+	PublicURL string `env:"PUBLIC_URL"`
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (an ingress controller): CIDRs, "private" or "none".
 	TrustedProxies httpx.Proxies `env:"TRUSTED_PROXIES" envDefault:"private"`
@@ -52,4 +59,27 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
 	// DownloadIdleTimeout drops a download whose client stopped reading.
 	DownloadIdleTimeout time.Duration `env:"DOWNLOAD_IDLE_TIMEOUT" envDefault:"2m"`
+}
+
+// Validate reports every bad value, each error naming its variable.
+func (c Config) Validate() error {
+	errs := []error{config.CheckPort("PORT", c.Port), config.CheckPort("OPS_PORT", c.OpsPort), c.StoreConfig.Validate(),
+		config.CheckBaseURL("PUBLIC_URL", c.PublicURL)}
+	bad := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	bad(c.Port != c.OpsPort || c.Port == 0, "PORT and OPS_PORT must differ (both are %d)", c.Port)
+	bad(strings.TrimSpace(c.AuthAddr) != "", "AUTH_SVC_ADDRESS is empty")
+	bad(strings.TrimSpace(c.VideoQueue) != "", "VIDEO_QUEUE is empty")
+	bad(c.MaxUploadBytes > 0, "MAX_UPLOAD_BYTES must be > 0")
+	bad(c.UserQuotaBytes >= 0, "USER_QUOTA_BYTES must be ≥ 0 (0: no quota)")
+	bad(c.UserMaxActive >= 0, "USER_MAX_ACTIVE must be ≥ 0 (0: no limit)")
+	for name, d := range map[string]time.Duration{"AUTH_TIMEOUT": c.AuthTimeout, "AUTH_LOGIN_TIMEOUT": c.AuthLoginTimeout,
+		"UPLOAD_TIMEOUT": c.UploadTimeout, "PUBLISH_TIMEOUT": c.PublishTimeout, "REQUEST_TIMEOUT": c.RequestTimeout,
+		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DOWNLOAD_IDLE_TIMEOUT": c.DownloadIdleTimeout} {
+		bad(d > 0, "%s %s: want a positive duration", name, d)
+	}
+	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -48,7 +49,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(list) == limit {
 		next := url.Values{"limit": {strconv.Itoa(limit)}, "before": {list[len(list)-1].ID}}
-		w.Header().Set("Link", "</jobs?"+next.Encode()+`>; rel="next"`)
+		w.Header().Set("Link", "<"+strings.TrimRight(s.opt.PublicURL, "/")+"/jobs?"+next.Encode()+`>; rel="next"`)
 	}
 	writeJSON(w, list)
 }

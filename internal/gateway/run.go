@@ -45,7 +45,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
 		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
-		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive,
+		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive, PublicURL: cfg.PublicURL,
 	})
 	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
 	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write

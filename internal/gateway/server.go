@@ -81,6 +81,8 @@ type Options struct {
 	// once. 0: no limit.
 	UserQuotaBytes int64
 	UserMaxActive  int
+	// PublicURL, if set, makes the links in answers absolute.
+	PublicURL string
 }
 
 // Server is the gateway's HTTP handler.

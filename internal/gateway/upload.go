@@ -222,7 +222,6 @@ func quotaFull(quota int64) error {
 		fmt.Sprintf("your storage quota of %s is full: the file does not fit beside your videos and MP3s", logging.Bytes(quota)))
 }
 
-
 func tooLarge(limit int64) error {
 	return httpx.Status(http.StatusRequestEntityTooLarge, fmt.Sprintf("file too large: the limit is %d MiB", limit>>20))
 }

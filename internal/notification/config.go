@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -90,14 +89,24 @@ const (
 	TLSNone     = "none"
 )
 
-// Validate checks the configuration and resolves its fallbacks (the Gmail
-// names, MAIL_FROM, the port, PUBLIC_URL's trailing slash). Each error
-// names the variable at fault.
-func (c *Config) Validate() error {
+// Resolved is c with its fallbacks applied, as the service uses it: the SMTP ones (see
+// SMTPConfig.resolved), MAIL_FROM from the SMTP username, PUBLIC_URL
+// without its trailing slash.
+func (c Config) Resolved() Config {
+	c.SMTP = c.SMTP.resolved()
+	c.MailFrom = cmp.Or(c.MailFrom, c.SMTP.Username)
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c
+}
+
+// Validate checks the configuration as resolved; each error names the
+// variable at fault.
+func (c Config) Validate() error {
+	c = c.Resolved()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Port < 1 || c.Port > 65535 {
-		bad("PORT %d: want 1-65535", c.Port)
+	if err := config.CheckPort("PORT", c.Port); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.TrimSpace(c.MP3Queue) == "" {
 		bad("MP3_QUEUE is empty")
@@ -109,20 +118,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.MailFrom == "" {
-		c.MailFrom = c.SMTP.Username
-	}
-	if c.MailFrom == "" {
 		bad("MAIL_FROM is required when there is no SMTP_USERNAME (or GMAIL_ADDRESS) to send as")
 	} else if _, err := ParseFrom(c.MailFrom); err != nil {
 		bad("MAIL_FROM %q: %w", c.MailFrom, err)
 	}
-	if c.PublicURL != "" {
-		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
-		u, err := url.Parse(c.PublicURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-			u.RawQuery != "" || u.Fragment != "" || hasControl(c.PublicURL) {
-			bad("PUBLIC_URL %q: want an absolute http(s) URL such as https://mp3.example.com", c.PublicURL)
-		}
+	if err := config.CheckBaseURL("PUBLIC_URL", c.PublicURL); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Concurrency < 1 {
 		bad("CONCURRENCY %d: want at least 1", c.Concurrency)
@@ -145,26 +146,27 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *SMTPConfig) validate() error {
+// resolved is c with its fallbacks applied: the original's GMAIL_ names
+// when SMTP_USERNAME / SMTP_PASSWORD are unset, SMTP_TLS in lower case,
+// and the mode's standard port when SMTP_PORT is unset.
+func (c SMTPConfig) resolved() SMTPConfig {
+	c.Username = cmp.Or(c.Username, c.GmailAddress)
+	c.Password = cmp.Or(c.Password, c.GmailPassword)
+	c.TLS = strings.ToLower(strings.TrimSpace(c.TLS))
+	// An unknown mode is reported alone (587 keeps the port check quiet).
+	c.Port = cmp.Or(c.Port, map[string]int{TLSStartTLS: 587, TLSImplicit: 465, TLSNone: 25}[c.TLS], 587)
+	return c
+}
+
+// validate checks c as resolved.
+func (c SMTPConfig) validate() error {
+	c = c.resolved()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Username == "" {
-		c.Username = c.GmailAddress
-	}
-	if c.Password == "" {
-		c.Password = c.GmailPassword
-	}
-	c.TLS = strings.ToLower(strings.TrimSpace(c.TLS))
 	switch c.TLS {
-	case TLSStartTLS:
-		c.Port = cmp.Or(c.Port, 587)
-	case TLSImplicit:
-		c.Port = cmp.Or(c.Port, 465)
-	case TLSNone:
-		c.Port = cmp.Or(c.Port, 25)
+	case TLSStartTLS, TLSImplicit, TLSNone:
 	default:
 		bad("SMTP_TLS %q: want starttls, tls or none", c.TLS)
-		c.Port = cmp.Or(c.Port, 587) // report the mode only
 	}
 	if strings.TrimSpace(c.Host) == "" || hasControl(c.Host) || strings.ContainsAny(c.Host, " /") {
 		bad("SMTP_HOST %q: want a host name or IP address", c.Host)

@@ -123,7 +123,7 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error naming %s", err, tt.wantErr)
 			}
 			if tt.check != nil {
-				tt.check(t, c)
+				tt.check(t, c.Resolved())
 			}
 		})
 	}

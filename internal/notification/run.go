@@ -2,7 +2,6 @@ package notification
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"mp3converter/internal/app"
@@ -14,9 +13,7 @@ import (
 // consumes MP3_QUEUE and serves the ops endpoints on PORT until ctx ends;
 // then the email in flight finishes while the ops port still answers.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
+	cfg = cfg.Resolved()
 	log.Info("starting", "port", cfg.Port, "mp3_queue", cfg.MP3Queue, "mongodb_videos_db", cfg.VideosDB,
 		"mongodb_mp3s_db", cfg.MP3sDB, "smtp_host", cfg.SMTP.Host,
 		"smtp_port", cfg.SMTP.Port, "smtp_tls", cfg.SMTP.TLS, "smtp_username", cfg.SMTP.Username,

@@ -33,6 +33,7 @@ func NewSMTP(cfg SMTPConfig, from string) (*SMTP, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.resolved()
 	a, err := ParseFrom(from)
 	if err != nil {
 		return nil, fmt.Errorf("MAIL_FROM %q: %w", from, err)
