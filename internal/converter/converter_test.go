@@ -544,10 +544,6 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
-	ch, err := h.amqp.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// poison stores a video and its job, and queues its message as the last
 	// converter to die on it left it: counted twice already.
 	poison := func(name string) string {
@@ -559,12 +555,10 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 		if err := h.jobs.Create(ctx, jobs.Job{ID: fid, Username: user, Filename: name, VideoFID: fid, Status: jobs.Converting}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ch.PublishWithContext(ctx, "", h.videoQ, false, false, amqp.Publishing{
+		testenv.Publish(t, h.url, h.videoQ, amqp.Publishing{
 			DeliveryMode: amqp.Persistent, MessageId: fid, Headers: amqp.Table{mq.HeaderRedeliveries: int32(2)},
 			Body: message.Conversion{VideoFID: fid, Username: user, Filename: name}.Encode(),
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 		return fid
 	}
 	fid := poison("crash.mp4")
@@ -577,6 +571,10 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 	// Taken but never settled: a closed channel gives them back marked
 	// redelivered.
 	testenv.Eventually(t, 10*time.Second, "the messages queued", func() bool { return h.queueDepth(h.videoQ) == 2 })
+	ch, err := h.amqp.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if _, ok, err := ch.Get(h.videoQ, false); err != nil || !ok {
 			t.Fatalf("get: %v %v", ok, err)

@@ -280,21 +280,9 @@ func (h *harness) tryMP3Message(fid string, timeout time.Duration) (message.Conv
 // drainMP3Queue moves the messages waiting on the mp3 queue into consumed;
 // it reports whether there were any.
 func (h *harness) drainMP3Queue() bool {
-	ch, err := h.amqp.Channel()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer ch.Close()
-	got := false
-	for {
-		d, ok, err := ch.Get(h.mp3Q, true)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if !ok {
-			return got
-		}
-		got = true
+	h.t.Helper()
+	msgs := testenv.Drain(h.t, h.url, h.mp3Q)
+	for _, d := range msgs {
 		var m message.Conversion
 		if err := json.Unmarshal(d.Body, &m); err != nil {
 			h.t.Fatalf("mp3 message %q: %v", d.Body, err)
@@ -306,6 +294,7 @@ func (h *harness) drainMP3Queue() bool {
 		h.consumed = append(h.consumed, m)
 		h.mu.Unlock()
 	}
+	return len(msgs) > 0
 }
 
 // queueDepth is the number of ready messages in q.

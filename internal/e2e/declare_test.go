@@ -1,59 +1,13 @@
 package e2e
 
 import (
-	"errors"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"mp3converter/internal/testenv"
 )
-
-// declQueueExists asks the broker directly whether queue exists.
-func declQueueExists(t *testing.T, amqpURL, queue string) bool {
-	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if !ch.IsClosed() {
-			ch.Close()
-		}
-	}()
-	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-		return false
-	}
-	if err != nil {
-		t.Fatalf("passive declare %s: %v", queue, err)
-	}
-	return true
-}
-
-func declDeleteQueue(t *testing.T, amqpURL, queue string) {
-	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
-		t.Fatalf("delete queue %s: %v", queue, err)
-	}
-}
 
 // Every binary declares, at start and after every reconnection, the queues
 // it publishes to or consumes, so that the original's consumers (which
@@ -90,7 +44,7 @@ func TestQueuesDeclaredAtStart(t *testing.T) {
 		}
 		// Ready means declared: no waiting for the queues.
 		for q, who := range queues {
-			if !declQueueExists(t, s.amqpURL, q) {
+			if _, ok := testenv.QueueDepth(t, s.amqpURL, q); !ok {
 				t.Errorf("%s: queue %s does not exist; declared by %s", when, q, who)
 			}
 		}
@@ -108,9 +62,7 @@ func TestQueuesDeclaredAtStart(t *testing.T) {
 	for _, p := range procs {
 		testenv.Eventually(t, 15*time.Second, p.Name+" notices the broker is gone", func() bool { return !ready(p) })
 	}
-	for q := range queues {
-		declDeleteQueue(t, s.amqpURL, q)
-	}
+	testenv.DeleteQueue(t, s.amqpURL, slices.Collect(maps.Keys(queues))...)
 	s.rabbit.Up()
 	check("after the broker came back without its queues")
 	alive(t, procs...)

@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"mp3converter/internal/testenv"
@@ -360,20 +359,8 @@ func (s *suite) job(t *testing.T, tok, path, want string, timeout ...time.Durati
 // queueDepth is the number of ready messages in q.
 func (s *suite) queueDepth(t *testing.T, q string) int {
 	t.Helper()
-	conn, err := amqp.Dial(s.amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-	if err != nil {
-		return 0 // not declared: empty
-	}
-	return info.Messages
+	n, _ := testenv.QueueDepth(t, s.amqpURL, q) // not declared: empty
+	return n
 }
 
 // makeVideo writes a video of the given seconds with a 440 Hz tone.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -30,24 +29,10 @@ func TestTwoConverterProcessesOneVideo(t *testing.T) {
 
 	job := s.upload(t, tok, video)
 	fid := filepath.Base(job)
-	conn, err := amqp.Dial(s.amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ch.PublishWithContext(ctx, "", s.videoQueue, false, false, amqp.Publishing{
+	testenv.Publish(t, s.amqpURL, s.videoQueue, amqp.Publishing{
 		DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: "duplicate-" + fid,
 		Body: message.Conversion{VideoFID: fid, Username: email, Filename: "holiday.mp4"}.Encode(),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 
 	s.waitDone(t, tok, []string{job}, 2*time.Minute)
 	s.waitMailed(t, email, []string{fid}, time.Minute)

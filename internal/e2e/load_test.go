@@ -35,8 +35,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"mp3converter/internal/testenv"
 )
 
@@ -389,25 +387,25 @@ func (d *depths) since(t time.Time) []depthSample {
 }
 
 // sampleQueues records the depth (ready messages) of both queues every
-// second, through a connection of the test's own.
+// second, asked on connections of the test's own, until ctx ends or the
+// broker cannot be reached.
 func (lt *load) sampleQueues(ctx context.Context, t *testing.T) *depths {
 	d := &depths{}
-	conn, err := amqp.Dial(lt.s.amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	// The goroutine has no test to fail: a broker that does not answer
+	// fails the test here, before sampling starts.
+	testenv.QueueDepth(t, lt.s.amqpURL, lt.s.videoQueue)
 	go func() {
 		for ctx.Err() == nil {
-			ch, err := conn.Channel()
+			v, _, err := testenv.Depth(lt.s.amqpURL, lt.s.videoQueue)
 			if err != nil {
 				return
 			}
-			v, _ := ch.QueueDeclarePassive(lt.s.videoQueue, true, false, false, false, nil)
-			m, _ := ch.QueueDeclarePassive(lt.s.mp3Queue, true, false, false, false, nil)
-			ch.Close()
+			m, _, err := testenv.Depth(lt.s.amqpURL, lt.s.mp3Queue)
+			if err != nil {
+				return
+			}
 			d.mu.Lock()
-			d.samples = append(d.samples, depthSample{time.Now(), v.Messages, m.Messages})
+			d.samples = append(d.samples, depthSample{time.Now(), v, m})
 			d.mu.Unlock()
 			select {
 			case <-ctx.Done():

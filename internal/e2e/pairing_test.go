@@ -31,6 +31,9 @@ func pairingOriginalConverter(t *testing.T, s *suite) (mp3ID string, mp3 []byte)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// A consumer's channel of its own, as the original has: the message
+	// stays unacked on it until the MP3's message is confirmed, and the ack
+	// must go back on the channel that delivered it.
 	conn, err := amqp.Dial(s.amqpURL)
 	if err != nil {
 		t.Fatal(err)
@@ -92,17 +95,7 @@ func pairingOriginalConverter(t *testing.T, s *suite) (mp3ID string, mp3 []byte)
 
 	id := pairingPut(t, ctx, s.mp3sDB, mp3)
 	body := fmt.Appendf(nil, `{"video_fid": "%s", "mp3_fid": "%s", "username": "%s"}`, videoFID, id.Hex(), username)
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", s.mp3Queue, false, false,
-		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
-	if err != nil {
-		t.Fatalf("publish to %s: %v", s.mp3Queue, err)
-	}
-	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
-		t.Fatalf("publish to %s not confirmed: %v", s.mp3Queue, err)
-	}
+	testenv.Publish(t, s.amqpURL, s.mp3Queue, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
 	if err := d.Ack(false); err != nil {
 		t.Fatal(err)
 	}

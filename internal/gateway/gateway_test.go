@@ -77,6 +77,7 @@ type envOptions struct {
 	downloadIdle time.Duration
 	quotaBytes   int64 // USER_QUOTA_BYTES; 0: none
 	maxActive    int   // USER_MAX_ACTIVE; 0: none
+	publicURL    string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -148,7 +149,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
-		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive,
+		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive, PublicURL: o.publicURL,
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
@@ -283,29 +284,7 @@ func (e *env) assertNothingStored(t *testing.T) {
 // drain takes every message from the test's video queue.
 func (e *env) drain(t *testing.T) []amqp.Delivery {
 	t.Helper()
-	conn, err := amqp.Dial(e.amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(e.queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	var out []amqp.Delivery
-	for {
-		d, ok, err := ch.Get(e.queue, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return out
-		}
-		out = append(out, d)
-	}
+	return testenv.Drain(t, e.amqpURL, e.queue)
 }
 
 func basic(u, p string) string {
@@ -502,6 +481,16 @@ func TestListJobsPages(t *testing.T) {
 	}
 	if r := request(t, "GET", e.url+"/jobs", alice, "", nil); r.header.Get("Link") != "" || strings.Count(r.body, `"id"`) != 5 {
 		t.Fatalf("default page: Link %q, body %q", r.header.Get("Link"), r.body)
+	}
+
+	// With PUBLIC_URL the link is absolute, as a client behind a proxy needs it.
+	pub := newEnv(t, envOptions{publicURL: "https://mp3.example.com/"})
+	if err := pub.jobs.Create(ctx, jobs.Job{ID: want[0], Username: "alice@example.com", VideoFID: want[0], CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	alice = "Bearer " + pub.token(t, "alice@example.com", false)
+	if link := request(t, "GET", pub.url+"/jobs?limit=1", alice, "", nil).header.Get("Link"); !strings.HasPrefix(link, "<https://mp3.example.com/jobs?") {
+		t.Fatalf("Link with PUBLIC_URL = %q", link)
 	}
 	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "limit=-1", "before=nope", "before=" + bson.NewObjectID().Hex()} {
 		r := request(t, "GET", e.url+"/jobs?"+q, alice, "", nil)

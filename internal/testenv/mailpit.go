@@ -62,7 +62,7 @@ func StartMailpit(t testing.TB, flags ...string) *Mailpit {
 }
 
 func startMailpit(t testing.TB, bin string, flags []string) (*Mailpit, error) {
-	smtpPort, httpPort := freePort(t), freePort(t)
+	smtpPort, httpPort := FreePort(t), FreePort(t)
 	args := append([]string{
 		"--smtp", net.JoinHostPort("127.0.0.1", strconv.Itoa(smtpPort)),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
@@ -95,16 +95,9 @@ func startMailpit(t testing.TB, bin string, flags []string) (*Mailpit, error) {
 		}
 	}
 	m := &Mailpit{SMTPHost: "127.0.0.1", SMTPPort: smtpPort, API: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if m.ready() {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("mailpit %v not ready within 15s; output:\n%s", args, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !Poll(15*time.Second, m.ready) {
+		stop()
+		return nil, fmt.Errorf("mailpit %v not ready within 15s; output:\n%s", args, out.String())
 	}
 	t.Cleanup(func() {
 		stop()
@@ -127,16 +120,6 @@ func (m *Mailpit) ready() bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // SMTPAddr is host:port of the SMTP server.
@@ -211,16 +194,11 @@ func (m *Mailpit) Message(t testing.TB, id string) MailMessage {
 // WaitFor waits up to timeout for a message to addr and returns the newest.
 func (m *Mailpit) WaitFor(t testing.TB, addr string, timeout time.Duration) MailMessage {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if list := m.To(t, addr); len(list) > 0 {
-			return m.Message(t, list[0].ID)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no mail to %s arrived at %s within %s", addr, m.API, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var list []MailSummary
+	if !Poll(timeout, func() bool { list = m.To(t, addr); return len(list) > 0 }) {
+		t.Fatalf("no mail to %s arrived at %s within %s", addr, m.API, timeout)
 	}
+	return m.Message(t, list[0].ID)
 }
 
 // SetChaos sets the SMTP error triggers of a Mailpit started with

@@ -58,7 +58,7 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pick a free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -118,13 +118,11 @@ func (p *Proc) start(bin string, env map[string]string) {
 	}
 	p.cmd, p.done = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", p.Port))
-		if err == nil {
+	healthy := Poll(60*time.Second, func() bool {
+		if resp, err := http.Get(p.URL() + "/healthz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
+			if resp.StatusCode == http.StatusOK {
+				return true
 			}
 		}
 		select {
@@ -132,10 +130,10 @@ func (p *Proc) start(bin string, env map[string]string) {
 			p.t.Fatalf("%s exited at start:\n%s", p.Name, p.out.Tail(4096))
 		default:
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not answer /healthz on %d:\n%s", p.Name, p.Port, p.out.Tail(4096))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if !healthy {
+		p.t.Fatalf("%s did not answer /healthz on %d:\n%s", p.Name, p.Port, p.out.Tail(4096))
 	}
 }
 

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"errors"
 	"net"
 	"strconv"
 	"testing"
@@ -40,29 +39,6 @@ func RabbitMQProxy(t testing.TB) (string, *Proxy) {
 func Queue(t testing.TB, url, prefix string) string {
 	t.Helper()
 	name := Name(prefix)
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			t.Errorf("delete test queue %s: %v", name, err)
-			return
-		}
-		defer conn.Close()
-		for _, q := range []string{name, name + ".dead"} {
-			// A channel per delete: a failed delete closes its channel.
-			ch, err := conn.Channel()
-			if err != nil {
-				t.Errorf("delete test queue %s: %v", q, err)
-				return
-			}
-			_, err = ch.QueueDelete(q, false, false, false)
-			var ae *amqp.Error
-			if err != nil && !(errors.As(err, &ae) && ae.Code == amqp.NotFound) {
-				t.Errorf("delete test queue %s: %v", q, err)
-			}
-			if !ch.IsClosed() {
-				ch.Close()
-			}
-		}
-	})
+	t.Cleanup(func() { DeleteQueue(t, url, name, name+".dead") })
 	return name
 }
