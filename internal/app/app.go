@@ -49,14 +49,31 @@ func mainWith(ctx context.Context, name, version string, args []string, stdin io
 	return run(ctx, fs.Args(), stdin, stdout)
 }
 
-// Serve runs the ops server (nil: none; a binary whose public server
-// mounts the ops endpoints itself) and the intake — what takes work: the
-// public HTTP server, a consumer — until ctx ends. Then it stops the
-// intake, each part draining within its own bound, and only then the ops
-// server, so that probes and metrics answer during the drain. If one part
-// ends early (the ops port or a consumer failed), the others are stopped
-// in the same order.
-func Serve(ctx context.Context, log *slog.Logger, ops *httpx.Server, intake ...func(context.Context) error) error {
+// Addrs are where a started process listens: its public server (empty
+// for a binary with none) and its ops server (empty when the public server
+// mounts the ops endpoints).
+type Addrs struct{ Public, Ops string }
+
+type startedKey struct{}
+
+// WithStarted returns a context that makes Serve call f with the servers'
+// addresses once they listen: tests run a binary's Run in-process on port
+// 0 and learn where it went (the way net/http/httptrace hooks a request).
+func WithStarted(ctx context.Context, f func(Addrs)) context.Context {
+	return context.WithValue(ctx, startedKey{}, f)
+}
+
+// Serve runs the public server (nil: none), the ops server (nil: none; a
+// binary whose public server mounts the ops endpoints itself) and the
+// other intake — what takes work: a consumer, a sweeper — until ctx ends.
+// Then it stops the intake (the public server first among it), each part
+// draining within its own bound, and only then the ops server, so that
+// probes and metrics answer during the drain. If one part ends early (the
+// ops port or a consumer failed), the others are stopped in the same order.
+func Serve(ctx context.Context, log *slog.Logger, public, ops *httpx.Server, intake ...func(context.Context) error) error {
+	if public != nil {
+		intake = append([]func(context.Context) error{public.Serve}, intake...)
+	}
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
 	opsErr := make(chan error, 1)
@@ -68,6 +85,16 @@ func Serve(ctx context.Context, log *slog.Logger, ops *httpx.Server, intake ...f
 	done := make(chan error, len(intake))
 	for _, part := range intake {
 		go func() { done <- part(runCtx) }()
+	}
+	if started, ok := ctx.Value(startedKey{}).(func(Addrs)); ok {
+		var a Addrs
+		if public != nil {
+			a.Public = public.Addr()
+		}
+		if ops != nil {
+			a.Ops = ops.Addr()
+		}
+		started(a)
 	}
 	var err error
 	opsDone := ops == nil

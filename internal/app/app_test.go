@@ -58,7 +58,7 @@ func TestServeShutdownOrder(t *testing.T) {
 		return nil
 	}
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, log, ops, intake) }()
+	go func() { served <- Serve(ctx, log, nil, ops, intake) }()
 	cancel() // the listener is open: a request waits for Serve to accept it
 	if !<-drained {
 		t.Error("the ops server did not answer while the intake drained")
@@ -69,11 +69,45 @@ func TestServeShutdownOrder(t *testing.T) {
 
 	boom := errors.New("consumer failed")
 	stopped := make(chan struct{})
-	err = Serve(context.Background(), log, nil,
+	err = Serve(context.Background(), log, nil, nil,
 		func(context.Context) error { return boom },
 		func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil })
 	if !errors.Is(err, boom) {
 		t.Fatalf("Serve = %v, want the failing part's error", err)
 	}
 	<-stopped
+}
+
+// Servers opened on port 0 report where they listen, once they serve.
+func TestServeReportsAddrs(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	open := func() *httpx.Server {
+		s, err := httpx.Listen("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusTeapot)
+		}), httpx.ServerConfig{ShutdownTimeout: time.Second}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	public, ops := open(), open()
+	addrs := make(chan Addrs, 1)
+	ctx, cancel := context.WithCancel(WithStarted(context.Background(), func(a Addrs) { addrs <- a }))
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, log, public, ops) }()
+	a := <-addrs
+	if a.Public != public.Addr() || a.Ops != ops.Addr() || strings.HasSuffix(a.Public, ":0") {
+		t.Fatalf("started with %+v, want %s and %s", a, public.Addr(), ops.Addr())
+	}
+	for _, addr := range []string{a.Public, a.Ops} {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil || resp.StatusCode != http.StatusTeapot {
+			t.Fatalf("GET %s: %v %v", addr, resp, err)
+		}
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
 }

@@ -51,5 +51,5 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	// The ops endpoints are on PORT too (auth is not exposed publicly).
-	return app.Serve(ctx, log, nil, srv.Serve)
+	return app.Serve(ctx, log, srv, nil)
 }

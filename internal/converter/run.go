@@ -84,6 +84,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Intake: the consumer (SHUTDOWN_TIMEOUT to finish, then ffmpeg is
 	// killed and the messages requeued) and the sweeper.
-	return app.Serve(ctx, log, srv, func(ctx context.Context) error { return svc.Run(ctx, broker) },
+	return app.Serve(ctx, log, nil, srv, func(ctx context.Context) error { return svc.Run(ctx, broker) },
 		func(ctx context.Context) error { sweeper.Run(ctx); return nil })
 }

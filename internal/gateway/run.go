@@ -60,5 +60,5 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return app.Serve(ctx, log, opsSrv, srv.Serve)
+	return app.Serve(ctx, log, srv, opsSrv)
 }

@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Intake: the consumer; the email in flight finishes within
 	// SHUTDOWN_TIMEOUT while the ops port still answers.
-	return app.Serve(ctx, log, srv, func(ctx context.Context) error {
+	return app.Serve(ctx, log, nil, srv, func(ctx context.Context) error {
 		return broker.Consume(ctx, cfg.MP3Queue, mq.ConsumeOptions{
 			Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts, MaxRedeliveries: cfg.MaxRedeliveries,
 			RetryBackoff: cfg.RetryBackoff, ShutdownTimeout: cfg.ShutdownTimeout, Log: log,
