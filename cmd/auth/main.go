@@ -12,25 +12,16 @@ import (
 
 	"mp3converter/internal/app"
 	"mp3converter/internal/auth"
-	"mp3converter/internal/config"
-	"mp3converter/internal/logging"
 )
 
 var version = "dev"
 
 func main() { app.Main("auth", version, run) }
 
+// run is the server, or an operator command when there are arguments.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) > 0 {
 		return auth.Command(ctx, args, stdin, stdout, version)
 	}
-	cfg, err := config.Load[auth.Config]()
-	if err != nil {
-		return err
-	}
-	log, err := logging.New(stdout, "auth", version, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	return auth.Run(ctx, cfg, log)
+	return app.Start(ctx, "auth", version, stdout, auth.Run)
 }

@@ -17,7 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 )
 
 // Main is the whole of a binary's main. It answers -version, then calls
@@ -32,6 +34,32 @@ func Main(name, version string, run func(ctx context.Context, args []string, std
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
+}
+
+// Service is the whole of a service binary's main: Main, refusing
+// arguments (the configuration is the environment), then Start.
+func Service[C interface{ Level() string }](name, version string, run func(context.Context, C, *slog.Logger) error) {
+	Main(name, version, func(ctx context.Context, args []string, _ io.Reader, stdout io.Writer) error {
+		if len(args) > 0 {
+			return fmt.Errorf("%s takes no arguments (configuration is read from the environment)", name)
+		}
+		return Start(ctx, name, version, stdout, run)
+	})
+}
+
+// Start loads and validates C from the environment (config.Load), makes
+// the JSON logger at its LOG_LEVEL writing to stdout, and runs run.
+func Start[C interface{ Level() string }](ctx context.Context, name, version string, stdout io.Writer,
+	run func(context.Context, C, *slog.Logger) error) error {
+	cfg, err := config.Load[C]()
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stdout, name, version, cfg.Level())
+	if err != nil {
+		return err
+	}
+	return run(ctx, cfg, log)
 }
 
 func mainWith(ctx context.Context, name, version string, args []string, stdin io.Reader, stdout io.Writer,

@@ -8,13 +8,14 @@ import (
 
 	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 )
 
 // Config is the auth service's configuration. The MYSQL_* names and
 // JWT_SECRET are the original's.
 type Config struct {
-	Port     int    `env:"PORT" envDefault:"5000"`
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	Port int `env:"PORT" envDefault:"5000"`
+	logging.Config
 
 	DB DBConfig
 

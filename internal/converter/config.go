@@ -102,6 +102,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 	"mp3converter/internal/retention"
@@ -152,8 +153,8 @@ import (
 //	                                 killed and their messages requeued (keep it below the pod's
 //	                                 terminationGracePeriodSeconds)
 type Config struct {
-	Port     int    `env:"PORT" envDefault:"8081"`
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	Port int `env:"PORT" envDefault:"8081"`
+	logging.Config
 
 	mongodb.StoreConfig
 	mq.BrokerConfig

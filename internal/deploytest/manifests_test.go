@@ -679,10 +679,7 @@ func loadSpecs(t testing.TB) map[string]map[string]envVar {
 	t.Helper()
 	specs := map[string]map[string]envVar{}
 	for _, svc := range services {
-		spec, err := envSpec(filepath.Join(repoRoot(t), svc.configDir))
-		if err != nil {
-			t.Fatalf("%s: %v", svc.name, err)
-		}
+		spec := envSpec(svc.config)
 		specs[svc.name] = spec
 	}
 	return specs

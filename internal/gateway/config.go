@@ -12,6 +12,7 @@ import (
 
 	"mp3converter/internal/config"
 	"mp3converter/internal/httpx"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 )
@@ -22,8 +23,8 @@ type Config struct {
 	Port int `env:"PORT" envDefault:"8080"`
 	// OpsPort serves /readyz and /metrics (and /healthz), off the public
 	// port that the Ingress exposes.
-	OpsPort  int    `env:"OPS_PORT" envDefault:"9080"`
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	OpsPort int `env:"OPS_PORT" envDefault:"9080"`
+	logging.Config
 
 	AuthAddr    string        `env:"AUTH_SVC_ADDRESS" envDefault:"auth:5000"`
 	AuthTimeout time.Duration `env:"AUTH_TIMEOUT" envDefault:"3s"`

@@ -13,6 +13,14 @@ import (
 	"strings"
 )
 
+// Config is the logging piece of every service's configuration.
+type Config struct {
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Level is LOG_LEVEL, for New.
+func (c Config) Level() string { return c.LogLevel }
+
 // New returns a JSON logger writing to w at the given level ("debug",
 // "info", "warn", "error"; empty means info), tagged with service and version.
 func New(w io.Writer, service, version, level string) (*slog.Logger, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
 )
@@ -19,8 +20,8 @@ import (
 // names generalise them (SMTP_USERNAME and SMTP_PASSWORD win when both are
 // set).
 type Config struct {
-	Port     int    `env:"PORT" envDefault:"8082"`
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	Port int `env:"PORT" envDefault:"8082"`
+	logging.Config
 
 	mq.BrokerConfig
 	MP3Queue string `env:"MP3_QUEUE" envDefault:"mp3"`
