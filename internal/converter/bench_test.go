@@ -97,7 +97,7 @@ func benchConvert(b *testing.B, video string) {
 	h.log = slog.New(slog.NewTextHandler(&logBuf, nil))
 	ctx := context.Background()
 	opt := h.options()
-	opt.Concurrency = 1
+	opt.Consume.Concurrency = 1
 	opt.JobTimeout = 30 * time.Minute
 	opt.ProgressInterval = time.Second
 	svc, err := New(h.deps(), opt)

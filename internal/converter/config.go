@@ -274,18 +274,15 @@ func (c Config) Options() (Options, error) {
 		conc = runtime.NumCPU()
 	}
 	return Options{
-		VideoQueue:      c.VideoQueue,
-		MP3Queue:        c.MP3Queue,
-		FFmpegPath:      c.FFmpegPath,
-		FFprobePath:     c.FFprobePath,
-		Bitrate:         c.MP3Bitrate,
-		BitrateBPS:      bps,
-		Concurrency:     conc,
-		Prefetch:        c.Prefetch,
-		MaxAttempts:     c.MaxAttempts,
-		MaxRedeliveries: c.MaxRedeliveries,
-		RetryBackoff:    c.RetryBackoff,
-		MaxRetryBackoff: c.MaxRetryBackoff,
+		VideoQueue:  c.VideoQueue,
+		MP3Queue:    c.MP3Queue,
+		FFmpegPath:  c.FFmpegPath,
+		FFprobePath: c.FFprobePath,
+		Bitrate:     c.MP3Bitrate,
+		BitrateBPS:  bps,
+		Consume: mq.ConsumeOptions{Concurrency: conc, Prefetch: c.Prefetch, MaxAttempts: c.MaxAttempts,
+			MaxRedeliveries: c.MaxRedeliveries, RetryBackoff: c.RetryBackoff, MaxBackoff: c.MaxRetryBackoff,
+			ShutdownTimeout: c.ShutdownTimeout},
 		ScratchDir:      scratch,
 		ScratchLimit:    c.ScratchLimit,
 		StreamFaststart: c.StreamFaststart,
@@ -294,7 +291,6 @@ func (c Config) Options() (Options, error) {
 		ProbeTimeout:    c.ProbeTimeout,
 		JobTimeout:      c.JobTimeout,
 		LeaseTTL:        c.LeaseTTL,
-		ShutdownTimeout: c.ShutdownTimeout,
 		KeepVideos:      c.Retention.KeepVideos,
 	}, nil
 }

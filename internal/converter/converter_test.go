@@ -104,7 +104,7 @@ func TestFaststartStreamsWithoutScratchSpace(t *testing.T) {
 	h := newHarness(t)
 	opt := h.options()
 	opt.ScratchDir = "/nonexistent/scratch"
-	opt.MaxAttempts = 1
+	opt.Consume.MaxAttempts = 1
 	h.start(h.deps(), opt)
 
 	fast := h.submitFile(media(t, "mp4-faststart"), "fast.mp4", user)
@@ -359,7 +359,7 @@ func TestTransientMongoFailureIsRetried(t *testing.T) {
 	d := h.deps()
 	d.Videos, d.MP3s, d.Jobs = videos, mp3s, js
 	opt := h.options()
-	opt.MaxAttempts = 10
+	opt.Consume.MaxAttempts = 10
 	proxy.Down()
 	h.start(d, opt)
 
@@ -383,7 +383,7 @@ func TestExhaustedAttemptsAreReportedAndDeadLettered(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	opt := h.options()
-	opt.MaxAttempts = 2
+	opt.Consume.MaxAttempts = 2
 	opt.FFprobePath = "/nonexistent/ffprobe" // a broken deployment: not the video's fault
 	h.start(h.deps(), opt)
 
@@ -464,7 +464,7 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 	optA := h.options()
 	optA.FFmpegPath = slowFFmpeg(t, h.ffmpeg)
 	optA.ScratchDir = t.TempDir()
-	optA.ShutdownTimeout = 300 * time.Millisecond
+	optA.Consume.ShutdownTimeout = 300 * time.Millisecond
 	stopA := h.start(h.deps(), optA)
 
 	fid := h.submitFile(media(t, "mp4"), "k.mp4", user) // not faststart: goes through a temporary file
@@ -583,7 +583,7 @@ func TestRedeliveryLimitFailsTheJob(t *testing.T) {
 	ch.Close()
 
 	opt := h.options()
-	opt.MaxRedeliveries = 2
+	opt.Consume.MaxRedeliveries = 2
 	h.start(h.deps(), opt)
 	const want = "interrupted again and again"
 	j := h.waitJob(fid, 30*time.Second)

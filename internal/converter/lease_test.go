@@ -151,7 +151,7 @@ func TestSameVideoTwoConvertersAtOnce(t *testing.T) {
 	h := newHarness(t)
 	ffmpeg, runs := countingFFmpeg(t, h.ffmpeg, true) // 3 s per conversion: the two overlap
 	opt := h.options()
-	opt.FFmpegPath, opt.Concurrency = ffmpeg, 1
+	opt.FFmpegPath, opt.Consume.Concurrency = ffmpeg, 1
 	h.service(h.conn, h.deps(), opt)
 	h.service(h.dialBroker(h.url), h.deps(), opt)
 	h.waitConsumers(2)
@@ -185,7 +185,7 @@ func TestLeaseBlocksSecondConverterWhileFirstRuns(t *testing.T) {
 	ffA, runsA := countingFFmpeg(t, h.ffmpeg, true)
 	ffB, runsB := countingFFmpeg(t, h.ffmpeg, false)
 	optA := h.options()
-	optA.FFmpegPath, optA.Concurrency, optA.LeaseTTL = ffA, 1, 1500*time.Millisecond
+	optA.FFmpegPath, optA.Consume.Concurrency, optA.LeaseTTL = ffA, 1, 1500*time.Millisecond
 	a := h.service(h.conn, h.deps(), optA)
 
 	fid := h.submitFile(media(t, "mp4-faststart"), "held.mp4", user)
@@ -274,7 +274,7 @@ func TestLeaseHeldElsewhere(t *testing.T) {
 			h := newHarness(t)
 			ffmpeg, runs := countingFFmpeg(t, h.ffmpeg, false)
 			opt := h.options()
-			opt.FFmpegPath, opt.MaxAttempts = ffmpeg, 2
+			opt.FFmpegPath, opt.Consume.MaxAttempts = ffmpeg, 2
 			ctx := context.Background()
 
 			fid := h.submitFile(media(t, "mp4-faststart"), "elsewhere.mp4", user)

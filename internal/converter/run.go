@@ -27,16 +27,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	log.Info("starting", "port", cfg.Port, "video_queue", opt.VideoQueue, "mp3_queue", opt.MP3Queue,
-		"concurrency", opt.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
+		"concurrency", opt.Consume.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
 		"scratch_dir", opt.ScratchDir, "scratch_limit_bytes", opt.ScratchLimit, "stream_faststart", opt.StreamFaststart,
 		"job_timeout", opt.JobTimeout.String(), "job_lease_ttl", opt.LeaseTTL.String(),
 		"broker_consumer_timeout", cfg.BrokerConsumerTimeout.String())
-	if opt.Prefetch > opt.Concurrency && cfg.BrokerConsumerTimeout > 0 {
+	if opt.Consume.Prefetch > opt.Consume.Concurrency && cfg.BrokerConsumerTimeout > 0 {
 		// Config.Options checked one delivery's JOB_TIMEOUT against the
 		// broker's; a prefetched one also waits behind those in flight.
 		log.Warn("PREFETCH is above CONCURRENCY: a prefetched message waits unacked behind the conversions in flight "+
 			"and may outlast RabbitMQ's consumer_timeout, which hands it to another converter",
-			"prefetch", opt.Prefetch, "concurrency", opt.Concurrency, "broker_consumer_timeout", cfg.BrokerConsumerTimeout.String())
+			"prefetch", opt.Consume.Prefetch, "concurrency", opt.Consume.Concurrency, "broker_consumer_timeout", cfg.BrokerConsumerTimeout.String())
 	}
 	if opt.ScratchLimit > 0 && opt.ScratchLimit < opt.MaxInputBytes {
 		log.Warn("SCRATCH_LIMIT_BYTES is below MAX_INPUT_BYTES: videos between the two that need a temporary file fail",

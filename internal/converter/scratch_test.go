@@ -149,7 +149,7 @@ func TestScratchLimit(t *testing.T) {
 		h := newHarness(t)
 		opt := h.options()
 		opt.ScratchLimit = size("mp4") * 3 / 2 // room for one at a time
-		opt.Concurrency = 2
+		opt.Consume.Concurrency = 2
 		opt.FFmpegPath = slowFFmpeg(t, h.ffmpeg) // each holds its file for 3 s
 		var most, stop atomic.Int32
 		watched := make(chan struct{})

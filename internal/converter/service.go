@@ -28,9 +28,11 @@ type Options struct {
 	Bitrate                 string // for ffmpeg, e.g. "128k"
 	BitrateBPS              int    // the same in bits per second, for the metadata
 
-	// Consumer settings, passed to mq.Conn.Consume by Run.
-	Concurrency, Prefetch, MaxAttempts, MaxRedeliveries int
-	RetryBackoff, MaxRetryBackoff, ShutdownTimeout      time.Duration
+	// Consume are the consumer settings (CONCURRENCY, PREFETCH,
+	// MAX_ATTEMPTS, MAX_REDELIVERIES, RETRY_BACKOFF, MAX_RETRY_BACKOFF,
+	// SHUTDOWN_TIMEOUT); Run adds the deferral bound, the redelivery-limit
+	// hook and the logger.
+	Consume mq.ConsumeOptions
 
 	ScratchDir string
 	// ScratchLimit bounds the bytes of this process's temporary files in
@@ -119,22 +121,12 @@ func New(d Deps, opt Options) (*Service, error) {
 	if opt.ProgressInterval <= 0 {
 		opt.ProgressInterval = time.Second
 	}
-	if opt.MaxAttempts <= 0 {
-		opt.MaxAttempts = 5
-	}
 	if opt.LeaseTTL <= 0 {
 		opt.LeaseTTL = 2 * time.Minute
 	}
-	// mq's defaults where unset.
-	base, limit := opt.RetryBackoff, opt.MaxRetryBackoff
-	if base <= 0 {
-		base = time.Second
-	}
-	if limit <= 0 {
-		limit = 30 * time.Second
-	}
+	c := opt.Consume.WithDefaults()
 	return &Service{d: d, opt: opt, scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit),
-		self: processHolder(), maxDeferrals: maxDeferrals(opt.JobTimeout, opt.LeaseTTL, base, limit)}, nil
+		self: processHolder(), maxDeferrals: maxDeferrals(opt.JobTimeout, opt.LeaseTTL, c.RetryBackoff, c.MaxBackoff)}, nil
 }
 
 // Consumer is the part of *mq.Conn that Run needs.
@@ -149,18 +141,9 @@ type Consumer interface {
 // requeued).
 func (s *Service) Run(ctx context.Context, c Consumer) error {
 	sweepScratch(ctx, s.opt.ScratchDir, s.d.Log)
-	return c.Consume(ctx, s.opt.VideoQueue, mq.ConsumeOptions{
-		Concurrency:       s.opt.Concurrency,
-		Prefetch:          s.opt.Prefetch,
-		MaxAttempts:       s.opt.MaxAttempts,
-		MaxRedeliveries:   s.opt.MaxRedeliveries,
-		MaxDeferrals:      s.maxDeferrals,
-		OnRedeliveryLimit: s.redeliveryLimit,
-		RetryBackoff:      s.opt.RetryBackoff,
-		MaxBackoff:        s.opt.MaxRetryBackoff,
-		ShutdownTimeout:   s.opt.ShutdownTimeout,
-		Log:               s.d.Log,
-	}, s.Handle)
+	opt := s.opt.Consume
+	opt.MaxDeferrals, opt.OnRedeliveryLimit, opt.Log = s.maxDeferrals, s.redeliveryLimit, s.d.Log
+	return c.Consume(ctx, s.opt.VideoQueue, opt, s.Handle)
 }
 
 // Outcomes of a job, the "result" label of conversions_total.

@@ -23,8 +23,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8081 || opt.VideoQueue != "video" || opt.MP3Queue != "mp3" || opt.Bitrate != "128k" ||
-		opt.BitrateBPS != 128000 || opt.MaxDuration != 3*time.Hour || opt.Concurrency < 1 ||
-		opt.ScratchDir != os.TempDir() || opt.MaxAttempts != 5 || opt.MaxRedeliveries != 10 || !opt.StreamFaststart {
+		opt.BitrateBPS != 128000 || opt.MaxDuration != 3*time.Hour || opt.Consume.Concurrency < 1 ||
+		opt.ScratchDir != os.TempDir() || opt.Consume.MaxAttempts != 5 || opt.Consume.MaxRedeliveries != 10 || !opt.StreamFaststart {
 		t.Errorf("defaults: %+v / %+v", cfg, opt)
 	}
 	if cfg.MongoURI.String() == cfg.MongoURI.Reveal() {

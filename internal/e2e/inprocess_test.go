@@ -24,7 +24,9 @@ import (
 )
 
 // runInProcess validates the configuration env makes (as config.Load does
-// for a binary) and runs the service in-process.
+// for a binary), runs the service's Run in the test's process, and returns
+// where its servers listen once they serve. The test's end cancels it and
+// waits for it to return; an error it returns then fails the test.
 func runInProcess[C config.Validator](t *testing.T, name string, env map[string]string,
 	run func(context.Context, C, *slog.Logger) error) app.Addrs {
 	t.Helper()
@@ -36,7 +38,29 @@ func runInProcess[C config.Validator](t *testing.T, name string, env map[string]
 		t.Fatalf("%s config: %v", name, err)
 	}
 	log, _ := testenv.Logger(t)
-	return testenv.InProcess(t, name, func(ctx context.Context) error { return run(ctx, cfg, log) })
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan app.Addrs, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		err = run(app.WithStarted(ctx, func(a app.Addrs) { addrs <- a }), cfg, log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+		if err != nil {
+			t.Errorf("%s returned: %v", name, err)
+		}
+	})
+	select {
+	case a := <-addrs:
+		return a
+	case <-finished:
+		t.Fatalf("%s ended at start: %v", name, err)
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not start serving within a minute", name)
+	}
+	return app.Addrs{}
 }
 
 // send does req with the suite's client and returns the status and body.

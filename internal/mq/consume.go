@@ -96,7 +96,9 @@ type ConsumeOptions struct {
 
 const killGrace = time.Second // wait for handlers to return after their ctx was cancelled
 
-func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
+// WithDefaults is o with the defaults in brackets where a field is zero
+// (Log stays as it is).
+func (o ConsumeOptions) WithDefaults() ConsumeOptions {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
 	}
@@ -121,9 +123,7 @@ func (o *ConsumeOptions) setDefaults(log *slog.Logger) {
 	if o.MaxDeferrals <= 0 {
 		o.MaxDeferrals = 100
 	}
-	if o.Log == nil {
-		o.Log = log
-	}
+	return o
 }
 
 // Consume runs a competing consumer on queue until ctx is cancelled: any
@@ -166,7 +166,10 @@ func (c *Conn) Consume(ctx context.Context, queue string, opt ConsumeOptions, h 
 	if h == nil {
 		return errors.New("consume: nil handler")
 	}
-	opt.setDefaults(c.log)
+	opt = opt.WithDefaults()
+	if opt.Log == nil {
+		opt.Log = c.log
+	}
 	work, kill := context.WithCancel(context.WithoutCancel(ctx))
 	defer kill()
 	cs := &consumer{
