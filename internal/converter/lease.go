@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mp3converter/internal/jobs"
+	"mp3converter/internal/lease"
 )
 
 // A converter works on a video only while it holds the video's lease (see
@@ -116,15 +117,9 @@ func (s *Service) lease(ctx context.Context, j *job) (lctx context.Context, rele
 	}
 
 	bounded, stop := context.WithTimeout(ctx, s.opt.JobTimeout+reportMargin)
-	lctx, lose := context.WithCancelCause(bounded)
-	kept := make(chan struct{})
-	go func() {
-		defer close(kept)
-		s.keepLease(lctx, j, h.Owner, l.Until, lose)
-	}()
+	lctx, unkeep := s.keepLease(bounded, j, h.Owner, l.Until)
 	return lctx, func() {
-		lose(context.Canceled)
-		<-kept
+		unkeep()
 		stop()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -134,41 +129,26 @@ func (s *Service) lease(ctx context.Context, j *job) (lctx context.Context, rele
 	}, nil
 }
 
-// keepLease renews owner's lease every third of LeaseTTL until ctx ends.
-// When the lease is taken by another, or cannot be renewed before it would
-// expire, it cancels the job with errLeaseLost: two converters must not
-// write the same MP3.
-func (s *Service) keepLease(ctx context.Context, j *job, owner string, until time.Time, lose context.CancelCauseFunc) {
-	every := s.opt.LeaseTTL / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		at := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
-		err := s.d.Jobs.RenewLease(rctx, j.fid(), owner, s.opt.LeaseTTL)
-		cancel()
-		switch {
-		case err == nil:
-			until = at.Add(s.opt.LeaseTTL)
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, jobs.ErrLeaseLost):
-			j.log.Warn("the video's lease was taken by another converter: stopping", "err", err)
-			lose(errLeaseLost)
-			return
-		case time.Until(until) < every:
-			j.log.Warn("could not renew the video's lease before it expires: stopping", "err", err)
-			lose(errLeaseLost)
-			return
-		default:
+// keepLease renews owner's lease (in force until until) every third of
+// LeaseTTL until stop is called (see lease.Keep). When the lease is taken by
+// another, or cannot be renewed before it would expire, it cancels the
+// returned ctx with errLeaseLost: two converters must not write the same
+// MP3.
+func (s *Service) keepLease(ctx context.Context, j *job, owner string, until time.Time) (kctx context.Context, stop func()) {
+	renew := func(ctx context.Context) error { return s.d.Jobs.RenewLease(ctx, j.fid(), owner, s.opt.LeaseTTL) }
+	return lease.Keep(ctx, s.opt.LeaseTTL, until, renew, lease.KeepOptions{
+		Lost: func(err error) error {
+			if errors.Is(err, jobs.ErrLeaseLost) {
+				j.log.Warn("the video's lease was taken by another converter: stopping", "err", err)
+			} else {
+				j.log.Warn("could not renew the video's lease before it expires: stopping", "err", err)
+			}
+			return errLeaseLost
+		},
+		Retry: func(err error, until time.Time) {
 			j.log.Warn("could not renew the video's lease, will try again", "err", err, "lease_until", until)
-		}
-	}
+		},
+	})
 }
 
 // maxDeferrals is how many times a message may be deferred for another

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"mp3converter/internal/lease"
 )
 
 // UploadOptions tune one upload. The zero value is a fresh ObjectID, the
@@ -40,8 +41,9 @@ type UploadOptions struct {
 }
 
 // uploadsCollection holds the claims of the uploads with a given ID that
-// are running: {_id: file ID, writer, until}. It is not part of the GridFS
-// layout; other GridFS tools neither need nor see it.
+// are running, leases of internal/lease: {_id: file ID, writer, since,
+// until}. It is not part of the GridFS layout; other GridFS tools neither
+// need nor see it.
 const uploadsCollection = "fs.uploads"
 
 // defaultClaimTTL is UploadOptions.ClaimTTL's default.
@@ -277,82 +279,46 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 	return nil
 }
 
-// claim is an upload's claim on a given file ID (see Upload).
+// claim is an upload's claim on a given file ID (see Upload): a lease
+// (internal/lease) whose owner is the writer.
 type claim struct {
-	c      *mongo.Collection
+	s      *lease.Store
 	id     bson.ObjectID
 	writer string
 	ttl    time.Duration
-
-	mu    sync.Mutex
-	until time.Time // as last renewed
+	until  time.Time // as taken
 }
 
 // claim claims id for writer: when no claim exists, or the one that does
 // has expired (its writer died) or is supersede's. Of several uploads at
 // once exactly one gets it (an insert decides, on MongoDB and on FerretDB,
-// whose conditional writes are not atomic); the others get ErrConflict.
+// whose conditional writes are not atomic); the others get ErrConflict,
+// whatever their writer's name.
 func (b *Bucket) claim(ctx context.Context, id bson.ObjectID, writer, supersede string, ttl time.Duration) (*claim, error) {
-	c := b.files.Database().Collection(uploadsCollection)
-	for range 5 {
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		doc := bson.D{{Key: "_id", Value: id}, {Key: "writer", Value: writer}, {Key: "until", Value: now.Add(ttl)}}
-		_, err := c.InsertOne(ctx, doc)
-		switch {
-		case err == nil:
-			return &claim{c: c, id: id, writer: writer, ttl: ttl, until: now.Add(ttl)}, nil
-		case !mongo.IsDuplicateKeyError(err):
-			return nil, fmt.Errorf("claim the id: %w", err)
-		}
-		var cur struct {
-			Writer string    `bson:"writer"`
-			Until  time.Time `bson:"until"`
-		}
-		switch err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&cur); {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			continue // released meanwhile
-		case err != nil:
-			return nil, fmt.Errorf("claim the id: %w", err)
-		case cur.Until.After(now) && (supersede == "" || cur.Writer != supersede):
-			return nil, fmt.Errorf("%w (claimed by another upload until %s)", ErrConflict, cur.Until.Format(time.RFC3339Nano))
-		}
-		// Expired, or superseded: the first to insert the marker of that
-		// very claim replaces it.
-		marker := fmt.Sprintf("takeover:%s:%s:%d", id.Hex(), cur.Writer, cur.Until.UnixMilli())
-		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: marker}}); err != nil {
-			if mongo.IsDuplicateKeyError(err) {
-				return nil, fmt.Errorf("%w (another upload is taking over an expired claim)", ErrConflict)
-			}
-			return nil, fmt.Errorf("claim the id: %w", err)
-		}
-		res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "writer", Value: cur.Writer},
-			{Key: "until", Value: cur.Until}}, doc)
-		_, _ = c.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: marker}})
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("claim the id: %w", err)
-		case res.MatchedCount > 0:
-			return &claim{c: c, id: id, writer: writer, ttl: ttl, until: now.Add(ttl)}, nil
-		}
+	s := lease.NewStore(b.files.Database().Collection(uploadsCollection), lease.Options{OwnerField: "writer"})
+	l, err := s.Take(ctx, id, lease.Holder{Owner: writer}, ttl, lease.TakeOptions{Supersede: supersede, NoRenew: true})
+	var held *lease.HeldError
+	switch {
+	case errors.As(err, &held):
+		return nil, fmt.Errorf("%w (claimed by another upload until %s)", ErrConflict, held.Lease.Until.Format(time.RFC3339Nano))
+	case errors.Is(err, lease.ErrHeld):
+		return nil, fmt.Errorf("%w (%v)", ErrConflict, err) // another upload is taking it over, or contended
+	case err != nil:
+		return nil, fmt.Errorf("claim the id: %w", err)
 	}
-	return nil, fmt.Errorf("%w (claim contended)", ErrConflict)
+	return &claim{s: s, id: id, writer: writer, ttl: ttl, until: l.Until}, nil
 }
 
 // renew extends the claim to ttl from now; ErrConflict if it is no longer
 // this writer's.
 func (cl *claim) renew(ctx context.Context) error {
-	now := time.Now().UTC()
-	res, err := cl.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: cl.id}, {Key: "writer", Value: cl.writer}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now.Add(cl.ttl)}}}})
+	err := cl.s.Renew(ctx, cl.id, cl.writer, cl.ttl)
 	switch {
+	case errors.Is(err, lease.ErrLost):
+		return fmt.Errorf("%w (the id's claim was lost)", ErrConflict)
 	case err != nil:
 		return fmt.Errorf("renew the id's claim: %w", err)
-	case res.MatchedCount == 0:
-		return fmt.Errorf("%w (the id's claim was lost)", ErrConflict)
 	}
-	cl.mu.Lock()
-	cl.until = now.Add(cl.ttl)
-	cl.mu.Unlock()
 	return nil
 }
 
@@ -360,44 +326,17 @@ func (cl *claim) renew(ctx context.Context) error {
 // returned ctx is cancelled with cause ErrConflict once the claim is lost
 // or could not be renewed before it expires.
 func (cl *claim) keep(ctx context.Context) (context.Context, func()) {
-	kctx, lose := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		every := cl.ttl / 3
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-kctx.Done():
-				return
-			case <-t.C:
-			}
-			rctx, cancel := context.WithTimeout(kctx, every)
-			err := cl.renew(rctx)
-			cancel()
-			cl.mu.Lock()
-			left := time.Until(cl.until)
-			cl.mu.Unlock()
-			switch {
-			case err == nil || kctx.Err() != nil:
-			case errors.Is(err, ErrConflict), left < every:
-				lose(fmt.Errorf("%w (the id's claim could not be kept: %v)", ErrConflict, err))
-				return
-			}
-		}
-	}()
-	return kctx, func() {
-		lose(context.Canceled)
-		<-done
-	}
+	renew := func(ctx context.Context) error { return cl.s.Renew(ctx, cl.id, cl.writer, cl.ttl) }
+	return lease.Keep(ctx, cl.ttl, cl.until, renew, lease.KeepOptions{Lost: func(err error) error {
+		return fmt.Errorf("%w (the id's claim could not be kept: %v)", ErrConflict, err)
+	}})
 }
 
 // release removes the claim if it is still this writer's.
 func (cl *claim) release(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	_, _ = cl.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: cl.id}, {Key: "writer", Value: cl.writer}})
+	_ = cl.s.Release(ctx, cl.id, cl.writer)
 }
 
 // cleanup removes this upload's chunks with a fresh bounded context, as ctx

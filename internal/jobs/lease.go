@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"mp3converter/internal/lease"
 )
 
 // LeaseCollection is the collection of the conversion leases (database
@@ -20,14 +21,15 @@ import (
 // place for every lease leaves no gap between two kinds.
 const LeaseCollection = "leases"
 
-// Sentinel errors of the leases.
+// Sentinel errors of the leases: those of internal/lease, where the
+// leases are kept.
 var (
 	// ErrLeased is wrapped by TakeLease's error when another holder's lease
-	// is in force (see LeaseHeldError).
-	ErrLeased = errors.New("leased by another worker")
+	// is in force (see LeaseHeldError), or another taker is taking it over.
+	ErrLeased = lease.ErrHeld
 	// ErrLeaseLost is RenewLease's error when the lease is no longer the
 	// caller's: it expired and somebody else took it, or it was released.
-	ErrLeaseLost = errors.New("lease lost")
+	ErrLeaseLost = lease.ErrLost
 )
 
 // Holder says who holds a lease. Owner is unique to the holder (one
@@ -69,12 +71,7 @@ func (e *LeaseHeldError) Unwrap() error { return ErrLeased }
 // its lease expired, when h holds it already (then it is renewed), or when
 // dead (nil: never) reports its holder dead; otherwise it returns a
 // *LeaseHeldError. Of several takers at once exactly one gets it, on
-// MongoDB and on FerretDB alike: a free lease is created by an insert, and
-// an expired (or dead) one is taken over by the taker whose insert of a
-// claim on that very lease (its owner and expiry) succeeds; the unique _id
-// decides both. (FerretDB 1.x applies a conditional update or delete in two
-// steps, a find and then a write by _id, so a conditional write alone
-// would let two takers win.)
+// MongoDB and on FerretDB alike (see internal/lease for how).
 //
 // Leases are measured by the takers' clocks, which must agree to well
 // within a ttl (NTP).
@@ -82,106 +79,83 @@ func (s *Store) TakeLease(ctx context.Context, id string, h Holder, ttl time.Dur
 	if id == "" || h.Owner == "" || ttl <= 0 {
 		return Lease{}, fmt.Errorf("take lease on %q: empty id or owner, or ttl %s", id, ttl)
 	}
-	for range 5 {
-		now := s.now()
-		l := Lease{ID: id, Holder: h, Since: now, Until: now.Add(ttl)}
-		_, err := s.leases.InsertOne(ctx, l)
-		switch {
-		case err == nil:
-			return l, nil
-		case !mongo.IsDuplicateKeyError(err):
-			return Lease{}, fmt.Errorf("take lease on %s: %w", id, err)
-		}
-		cur, err := s.GetLease(ctx, id)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			continue // released meanwhile
-		case err != nil:
-			return Lease{}, fmt.Errorf("take lease on %s: %w", id, err)
-		case cur.Owner == h.Owner:
-			switch err := s.RenewLease(ctx, id, h.Owner, ttl); {
-			case err == nil:
-				cur.Until = now.Add(ttl)
-				return cur, nil
-			case errors.Is(err, ErrLeaseLost):
-				continue
-			default:
-				return Lease{}, fmt.Errorf("take lease on %s: %w", id, err)
-			}
-		case !cur.Until.After(now) || (dead != nil && dead(cur.Holder)):
-			switch taken, err := s.takeOver(ctx, cur, l); {
-			case err != nil:
-				return Lease{}, err
-			case taken:
-				l.Previous = &cur.Holder
-				return l, nil
-			}
-			// It changed meanwhile (released, or renewed): look again.
-		default:
-			return Lease{}, &LeaseHeldError{Lease: cur}
-		}
-	}
-	return Lease{}, fmt.Errorf("take lease on %s: contended: %w", id, ErrLeased)
-}
-
-// takeOver replaces the lease old (expired, or its holder dead) with l,
-// if this taker is the one whose claim on old is inserted first; taken is
-// false when old changed meanwhile. Losing the claim is ErrLeased.
-func (s *Store) takeOver(ctx context.Context, old, l Lease) (taken bool, err error) {
-	claim := fmt.Sprintf("takeover:%s:%s:%d", old.ID, old.Owner, old.Until.UnixMilli())
-	if _, err := s.leases.InsertOne(ctx, bson.D{{Key: "_id", Value: claim}, {Key: "owner", Value: l.Owner},
-		{Key: "since", Value: l.Since}}); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return false, fmt.Errorf("take over lease on %s from %s: %w (another worker is taking it over)", old.ID, old.Owner, ErrLeased)
-		}
-		return false, fmt.Errorf("take over lease on %s from %s: %w", old.ID, old.Owner, err)
-	}
-	res, err := s.leases.ReplaceOne(ctx, bson.D{{Key: "_id", Value: old.ID}, {Key: "owner", Value: old.Owner},
-		{Key: "until", Value: old.Until}}, l)
-	// The claim has done its work either way: only the first could make it.
-	// One left behind (the delete failed) is harmless: it names a lease
-	// that no longer exists.
-	_, _ = s.leases.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: claim}})
+	lh, err := h.lease()
 	if err != nil {
-		return false, fmt.Errorf("take over lease on %s from %s: %w", old.ID, old.Owner, err)
+		return Lease{}, fmt.Errorf("take lease on %s: %w", id, err)
 	}
-	return res.MatchedCount > 0, nil
+	var opt lease.TakeOptions
+	if dead != nil {
+		opt.Dead = func(other lease.Holder) bool { return dead(holder(other)) }
+	}
+	l, err := s.leaseStore().Take(ctx, id, lh, ttl, opt)
+	var held *lease.HeldError
+	switch {
+	case errors.As(err, &held):
+		return Lease{}, &LeaseHeldError{Lease: fromLease(id, held.Lease)}
+	case err != nil:
+		return Lease{}, err
+	}
+	return fromLease(id, l), nil
 }
 
 // RenewLease extends owner's lease on job id to ttl from now, whether or not
 // it had expired, unless somebody else took it (or it was released): then
 // ErrLeaseLost.
 func (s *Store) RenewLease(ctx context.Context, id, owner string, ttl time.Duration) error {
-	res, err := s.leases.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: s.now().Add(ttl)}}}})
-	switch {
-	case err != nil:
-		return fmt.Errorf("renew lease on %s: %w", id, err)
-	case res.MatchedCount == 0:
-		return fmt.Errorf("renew lease on %s: %w", id, ErrLeaseLost)
-	}
-	return nil
+	return s.leaseStore().Renew(ctx, id, owner, ttl)
 }
 
 // ReleaseLease ends owner's lease on job id; it does nothing when the lease
 // is not (or no longer) owner's.
 func (s *Store) ReleaseLease(ctx context.Context, id, owner string) error {
-	if _, err := s.leases.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}}); err != nil {
-		return fmt.Errorf("release lease on %s: %w", id, err)
-	}
-	return nil
+	return s.leaseStore().Release(ctx, id, owner)
 }
 
 // GetLease returns the lease on job id, expired or not; ErrNotFound when
 // there is none.
 func (s *Store) GetLease(ctx context.Context, id string) (Lease, error) {
-	var l Lease
-	err := s.leases.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&l)
+	l, err := s.leaseStore().Get(ctx, id)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, lease.ErrNotFound):
 		return Lease{}, fmt.Errorf("get lease on %s: %w", id, ErrNotFound)
 	case err != nil:
-		return Lease{}, fmt.Errorf("get lease on %s: %w", id, err)
+		return Lease{}, err
 	}
-	return l, nil
+	return fromLease(id, l), nil
+}
+
+// leaseStore is the store of the leases, on the jobs' clock.
+func (s *Store) leaseStore() *lease.Store {
+	return lease.NewStore(s.leases, lease.Options{Now: s.now})
+}
+
+// lease is h as a lease holder: its fields other than Owner are stored
+// inline beside it.
+func (h Holder) lease() (lease.Holder, error) {
+	extra, err := bson.Marshal(h)
+	if err != nil {
+		return lease.Holder{}, fmt.Errorf("holder: %w", err)
+	}
+	return lease.Holder{Owner: h.Owner, Extra: extra}, nil
+}
+
+// holder is the Holder that lh stores; of fields it cannot read, the
+// zero value.
+func holder(lh lease.Holder) Holder {
+	var h Holder
+	if len(lh.Extra) > 0 {
+		_ = bson.Unmarshal(lh.Extra, &h)
+	}
+	h.Owner = lh.Owner
+	return h
+}
+
+// fromLease is l, the lease on job id.
+func fromLease(id string, l lease.Lease) Lease {
+	out := Lease{ID: id, Holder: holder(l.Holder), Since: l.Since, Until: l.Until}
+	if l.Previous != nil {
+		prev := holder(*l.Previous)
+		out.Previous = &prev
+	}
+	return out
 }

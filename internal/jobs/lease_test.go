@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -150,5 +151,41 @@ func TestLeaseContended(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A lease is stored as before internal/lease kept it, {_id, owner, host,
+// boot, pid_ns, pid, start, since, until}, and read back whole: replicas of
+// either version read each other's leases during a rolling update.
+func TestLeaseStoredShape(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	id := bson.NewObjectID().Hex()
+	h := Holder{Owner: "a", Host: "h", Boot: "b", PIDNS: "ns", PID: 10, Start: 123}
+	l, err := s.TakeLease(ctx, id, h, time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.leases.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the code before internal/lease inserted: this struct itself.
+	if want, err := bson.Marshal(Lease{ID: id, Holder: h, Since: l.Since, Until: l.Until}); err != nil || !bytes.Equal(raw, want) {
+		t.Errorf("stored %s, want %s (%v)", raw, bson.Raw(want), err)
+	}
+	if got, err := s.GetLease(ctx, id); err != nil || got.Holder != h || got.ID != id || !got.Until.Equal(l.Until) {
+		t.Errorf("get: %+v, %v; want %+v", got, err, l)
+	}
+	// One written by hand, as another replica would.
+	other := bson.NewObjectID().Hex()
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	if _, err := s.leases.InsertOne(ctx, Lease{ID: other, Holder: Holder{Owner: "b", Host: "hb", PID: 7}, Since: until, Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.TakeLease(ctx, other, h, time.Minute, nil)
+	var held *LeaseHeldError
+	if !errors.As(err, &held) || held.Lease.Owner != "b" || held.Lease.Host != "hb" || held.Lease.PID != 7 || !held.Lease.Until.Equal(until) {
+		t.Errorf("take another replica's lease: %v, want a LeaseHeldError naming b on hb, pid 7", err)
 	}
 }
