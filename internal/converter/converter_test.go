@@ -246,7 +246,9 @@ func TestRedeliveryMakesNoSecondMP3(t *testing.T) {
 	h.publish(message.Conversion{VideoFID: fid, Username: user, Filename: "a.mp4"}.Encode())
 	h.waitResult(resultAlready, 1, 20*time.Second)
 	h.checkMP3(fid, media(t, "mp4"), "a.mp3", user)
-	if m, ok := h.tryMP3Message(fid, time.Second); ok {
+	// Both handlings have ended (the first one's job is done, the
+	// redelivery's result is counted): a second message would be there.
+	if m, ok := h.mp3MessageNow(fid); ok {
 		t.Errorf("second mp3 message %+v for a finished job", m)
 	}
 
@@ -396,12 +398,9 @@ func TestExhaustedAttemptsAreReportedAndDeadLettered(t *testing.T) {
 	if m.MP3FID != nil || m.Error == "" {
 		t.Errorf("message %+v: want a failure", m)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.queueDepth(mq.DeadLetterQueue(h.videoQ)) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead-letter queue has %d messages, want 1", h.queueDepth(mq.DeadLetterQueue(h.videoQ)))
-		}
-		time.Sleep(50 * time.Millisecond)
+	dead := mq.DeadLetterQueue(h.videoQ)
+	if !testenv.Poll(10*time.Second, func() bool { return h.queueDepth(dead) == 1 }) {
+		t.Fatalf("dead-letter queue has %d messages, want 1", h.queueDepth(dead))
 	}
 	if h.result(resultExhausted) != 1 || h.result(resultRetry) != 1 {
 		t.Errorf("results: exhausted %d, retry %d; want 1 and 1", h.result(resultExhausted), h.result(resultRetry))
@@ -423,22 +422,19 @@ func TestProgressIsReported(t *testing.T) {
 
 	fid := h.submitFile(media(t, "mp4-faststart"), "p.mp4", user)
 	sawConverting := false
-	deadline := time.Now().Add(time.Minute)
-	for {
-		j, err := h.jobs.Get(context.Background(), fid)
-		if err != nil {
+	var j jobs.Job
+	testenv.Poll(time.Minute, func() bool {
+		var err error
+		if j, err = h.jobs.Get(context.Background(), fid); err != nil {
 			t.Fatal(err)
 		}
 		if j.Status == jobs.Converting && j.Progress > 0 && j.Progress < 100 {
 			sawConverting = true
 		}
-		if j.Status == jobs.Done || j.Status == jobs.Failed || time.Now().After(deadline) {
-			if j.Status != jobs.Done {
-				t.Fatalf("job %+v", j)
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		return j.Status == jobs.Done || j.Status == jobs.Failed
+	})
+	if j.Status != jobs.Done {
+		t.Fatalf("job %+v", j)
 	}
 	if !sawConverting {
 		t.Error("never saw the job converting with 0 < progress < 100")
@@ -468,14 +464,15 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 	stopA := h.start(h.deps(), optA)
 
 	fid := h.submitFile(media(t, "mp4"), "k.mp4", user) // not faststart: goes through a temporary file
-	deadline := time.Now().Add(30 * time.Second)
-	for !ffmpegRunning(t, optA.ScratchDir) {
-		if time.Now().After(deadline) {
-			t.Fatal("ffmpeg never started")
+	testenv.Eventually(t, 30*time.Second, "ffmpeg started", func() bool { return ffmpegRunning(t, optA.ScratchDir) })
+	// Well into the conversion: ffmpeg has converted part of the clip.
+	testenv.Eventually(t, 30*time.Second, "the job's progress above 0", func() bool {
+		j, err := h.jobs.Get(context.Background(), fid)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // well into the conversion
+		return j.Progress > 0
+	})
 	stopA()
 
 	if ffmpegRunning(t, optA.ScratchDir) {
@@ -490,7 +487,8 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 	if files, _ := h.countMP3s(fid); files != 0 {
 		t.Errorf("%d MP3 files after the kill", files)
 	}
-	if m, ok := h.tryMP3Message(fid, 200*time.Millisecond); ok {
+	h.waitIdle() // the killed handling has ended: a message it sent would be there
+	if m, ok := h.mp3MessageNow(fid); ok {
 		t.Errorf("message %+v after the kill", m)
 	}
 
@@ -503,7 +501,8 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 		t.Errorf("message %+v", m)
 	}
 	h.checkMP3(fid, media(t, "mp4"), "k.mp3", user)
-	if m, ok := h.tryMP3Message(fid, 500*time.Millisecond); ok {
+	h.waitIdle() // the second converter's handling has ended too
+	if m, ok := h.mp3MessageNow(fid); ok {
 		t.Errorf("second message %+v", m)
 	}
 }

@@ -228,61 +228,68 @@ func (h *harness) publish(body []byte) {
 // waitJob waits for the job to reach one of the final states.
 func (h *harness) waitJob(fid string, timeout time.Duration) jobs.Job {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		j, err := h.jobs.Get(context.Background(), fid)
-		if err != nil {
+	var j jobs.Job
+	if !testenv.Poll(timeout, func() bool {
+		var err error
+		if j, err = h.jobs.Get(context.Background(), fid); err != nil {
 			h.t.Fatal(err)
 		}
-		if j.Status == jobs.Done || j.Status == jobs.Failed {
-			return j
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("job %s still %s after %s", fid, j.Status, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return j.Status == jobs.Done || j.Status == jobs.Failed
+	}) {
+		h.t.Fatalf("job %s still %s after %s", fid, j.Status, timeout)
 	}
+	return j
 }
 
 // mp3Message returns the next message on the mp3 queue for fid, waiting up
 // to timeout; messages for other fids are kept for later calls.
 func (h *harness) mp3Message(fid string, timeout time.Duration) message.Conversion {
 	h.t.Helper()
-	m, ok := h.tryMP3Message(fid, timeout)
-	if !ok {
+	var m message.Conversion
+	if !testenv.Poll(timeout, func() bool {
+		var ok bool
+		m, ok = h.mp3MessageNow(fid)
+		return ok
+	}) {
 		h.t.Fatalf("no message for %s on %s within %s", fid, h.mp3Q, timeout)
 	}
 	return m
 }
 
-func (h *harness) tryMP3Message(fid string, timeout time.Duration) (message.Conversion, bool) {
+// mp3MessageNow takes the next message for fid that is on the mp3 queue
+// now (or was read from it earlier), without waiting: ok is false if there
+// is none. A test that expects none calls it once every handling that
+// could have published one has ended (its conversions_total result
+// counted, or its converter stopped): a converter's publish is confirmed
+// by the broker before its handling ends, so the message is on the queue
+// by then.
+func (h *harness) mp3MessageNow(fid string) (m message.Conversion, ok bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		h.mu.Lock()
-		for i, m := range h.consumed {
-			if m.VideoFID == fid {
-				h.consumed = append(h.consumed[:i], h.consumed[i+1:]...)
-				h.mu.Unlock()
-				return m, true
-			}
-		}
-		h.mu.Unlock()
-		if !h.drainMP3Queue() {
-			if time.Now().After(deadline) {
-				return message.Conversion{}, false
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	if m, ok = h.takeConsumed(fid); !ok {
+		h.drainMP3Queue()
+		m, ok = h.takeConsumed(fid)
 	}
+	return m, ok
 }
 
-// drainMP3Queue moves the messages waiting on the mp3 queue into consumed;
-// it reports whether there were any.
-func (h *harness) drainMP3Queue() bool {
+// takeConsumed removes and returns the first message for fid already read
+// from the mp3 queue.
+func (h *harness) takeConsumed(fid string) (message.Conversion, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, m := range h.consumed {
+		if m.VideoFID == fid {
+			h.consumed = append(h.consumed[:i], h.consumed[i+1:]...)
+			return m, true
+		}
+	}
+	return message.Conversion{}, false
+}
+
+// drainMP3Queue moves the messages waiting on the mp3 queue into consumed.
+func (h *harness) drainMP3Queue() {
 	h.t.Helper()
-	msgs := testenv.Drain(h.t, h.url, h.mp3Q)
-	for _, d := range msgs {
+	for _, d := range testenv.Drain(h.t, h.url, h.mp3Q) {
 		var m message.Conversion
 		if err := json.Unmarshal(d.Body, &m); err != nil {
 			h.t.Fatalf("mp3 message %q: %v", d.Body, err)
@@ -294,7 +301,6 @@ func (h *harness) drainMP3Queue() bool {
 		h.consumed = append(h.consumed, m)
 		h.mu.Unlock()
 	}
-	return len(msgs) > 0
 }
 
 // queueDepth is the number of ready messages in q.
@@ -316,13 +322,19 @@ func (h *harness) result(result string) int {
 // waitResult waits until conversions_total{result} reaches n.
 func (h *harness) waitResult(result string, n int, timeout time.Duration) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for h.result(result) < n {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("conversions_total{result=%q} = %d after %s, want %d", result, h.result(result), timeout, n)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.Poll(timeout, func() bool { return h.result(result) >= n }) {
+		h.t.Fatalf("conversions_total{result=%q} = %d after %s, want %d", result, h.result(result), timeout, n)
 	}
+}
+
+// waitIdle waits until no handling is in flight (conversions_in_flight is
+// 0): every handling begun so far has ended, its result counted. A caller
+// knows that the handlings it cares about have begun.
+func (h *harness) waitIdle() {
+	h.t.Helper()
+	testenv.Eventually(h.t, time.Minute, "no conversion in flight", func() bool {
+		return testenv.Metric(h.t, h.reg, "conversions_in_flight", nil) == 0
+	})
 }
 
 // checkMP3 asserts that fid has exactly one MP3, stored under the video's
@@ -530,7 +542,7 @@ func (r *slowProgressJobs) Progress(ctx context.Context, id string, pct int) err
 	r.inflight.Add(1)
 	go func() {
 		defer r.inflight.Done()
-		time.Sleep(r.delay)
+		time.Sleep(r.delay) // scenario, not evidence: the slow database under test
 		done <- r.jobStore.Progress(context.WithoutCancel(ctx), id, pct)
 	}()
 	select {

@@ -112,7 +112,10 @@ func (h *harness) noLease(fid string) {
 
 // checkOneSuccess asserts that the job is done and that exactly one
 // message announced fid's MP3 and none reported a failure, with nothing
-// dead-lettered or left on the video queue.
+// dead-lettered or left on the video queue. Its caller has seen each of
+// fid's messages reach its last handling (a result other than deferred
+// counted, or the job done for the video's only message); checkOneSuccess
+// waits for those handlings to end before it looks for a second message.
 func (h *harness) checkOneSuccess(fid string) {
 	h.t.Helper()
 	j := h.waitJob(fid, time.Minute)
@@ -123,7 +126,8 @@ func (h *harness) checkOneSuccess(fid string) {
 	if m.MP3FID == nil || *m.MP3FID != fid || m.Error != "" || m.Username != user {
 		h.t.Errorf("mp3 message %+v: want the MP3, for %s, no error", m, user)
 	}
-	if m, ok := h.tryMP3Message(fid, time.Second); ok {
+	h.waitIdle()
+	if m, ok := h.mp3MessageNow(fid); ok {
 		h.t.Errorf("a second message for the video: %+v", m)
 	}
 	if n := h.queueDepth(mq.DeadLetterQueue(h.videoQ)); n != 0 {
@@ -199,21 +203,21 @@ func TestLeaseBlocksSecondConverterWhileFirstRuns(t *testing.T) {
 	h.service(h.dialBroker(h.url), h.deps(), optB)
 	h.publish(message.Conversion{VideoFID: fid, Username: user, Filename: "held.mp4"}.Encode())
 
-	for {
-		j, err := h.jobs.Get(context.Background(), fid)
-		if err != nil {
+	var j jobs.Job
+	if !testenv.Poll(time.Minute, func() bool {
+		var err error
+		if j, err = h.jobs.Get(context.Background(), fid); err != nil {
 			t.Fatal(err)
 		}
 		if n := runsB(); n != 0 {
 			t.Fatalf("the second converter ran ffmpeg while the first converted (job %s, %d%%)", j.Status, j.Progress)
 		}
-		if j.Status == jobs.Done {
-			break
-		}
 		if j.Status == jobs.Failed {
 			t.Fatalf("job failed: %+v", j)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return j.Status == jobs.Done
+	}) {
+		t.Fatalf("job %+v after a minute, want done", j)
 	}
 	h.waitResult(resultAlready, 1, 30*time.Second)
 	if n := h.result(resultDeferred); n < 1 {
@@ -305,7 +309,7 @@ func TestLeaseHeldElsewhere(t *testing.T) {
 			if j, _ := h.jobs.Get(ctx, fid); j.Status != jobs.Queued {
 				t.Errorf("job %+v while the lease is held elsewhere, want queued", j)
 			}
-			if m, ok := h.tryMP3Message(fid, 0); ok {
+			if m, ok := h.mp3MessageNow(fid); ok { // the deferrals have ended, and publish nothing
 				t.Fatalf("message %+v while the lease is held elsewhere", m)
 			}
 			gone()

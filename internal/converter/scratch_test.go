@@ -167,6 +167,8 @@ func TestScratchLimit(t *testing.T) {
 				if n > most.Load() {
 					most.Store(n)
 				}
+				// Paces the sampling: each file lives through a 3 s
+				// conversion, so two at once show in many samples.
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()

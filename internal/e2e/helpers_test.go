@@ -150,8 +150,11 @@ func (s *suite) waitDone(t *testing.T, tok string, jobPaths []string, timeout ti
 	}
 }
 
-// waitQueuesEmpty waits until the suite's queues hold no message, ready or
-// unacked, and checks that nothing was dead-lettered.
+// waitQueuesEmpty waits until the suite's queues hold no ready message, and
+// checks that nothing was dead-lettered. A message delivered and not yet
+// acked is not counted (the broker reports only ready messages to a
+// passive declare): to know that every message was settled for good, see
+// waitSettled.
 func (s *suite) waitQueuesEmpty(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	testenv.Eventually(t, timeout, "queues empty", func() bool {

@@ -253,30 +253,30 @@ func (lt *load) run(f *flow, clip string) {
 		return
 	}
 	f.fid = r.fid()
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
+	// Poll the job until it is done, or until an error (counted) ends the
+	// flow.
+	ended := testenv.Poll(10*time.Minute, func() bool {
 		code, b, err := s.tryGet(tok, r.job)
 		var j struct{ Status, Error string }
 		switch {
 		case err != nil:
 			lt.fail("job poll", err)
-			return
 		case code != 200 || json.Unmarshal(b, &j) != nil:
 			lt.count(fmt.Sprintf("job poll: %d", code), 1)
-			return
 		case j.Status == "failed":
 			lt.count("job failed: "+j.Error, 1)
-			return
 		case j.Status == "done":
 			f.ready = time.Now()
-		case time.Now().After(deadline):
-			lt.count("job not done within 10m", 1)
-			return
+		default:
+			return false
 		}
-		if !f.ready.IsZero() {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
+		return true
+	})
+	if !ended {
+		lt.count("job not done within 10m", 1)
+	}
+	if f.ready.IsZero() {
+		return
 	}
 	code, mp3, err := s.tryGet(tok, "/download?fid="+f.fid)
 	switch {
@@ -343,9 +343,9 @@ func (lt *load) pollMail(ctx context.Context) {
 // waitMails waits until every accepted upload of flows was emailed, and
 // counts those that were not.
 func (lt *load) waitMails(flows []*flow, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for {
-		missing := 0
+	missing := 0
+	if !testenv.Poll(timeout, func() bool {
+		missing = 0
 		lt.mu.Lock()
 		for _, f := range flows {
 			if f.fid != "" && lt.mail[f.fid].IsZero() {
@@ -353,14 +353,9 @@ func (lt *load) waitMails(flows []*flow, timeout time.Duration) {
 			}
 		}
 		lt.mu.Unlock()
-		if missing == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			lt.count("email not received", missing)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+		return missing == 0
+	}) {
+		lt.count("email not received", missing)
 	}
 }
 
@@ -493,6 +488,9 @@ func (lt *load) idleSample(t *testing.T, procs []*testenv.Proc) []procSample {
 		return lt.s.queueDepth(t, lt.s.videoQueue)+lt.s.queueDepth(t, lt.s.mp3Queue) == 0
 	})
 	client.CloseIdleConnections()
+	// Settle time before a measurement (load test only; both samples are
+	// taken alike): the services close their ends of those connections. No
+	// event says they all have, and each scrape opens one of its own.
 	time.Sleep(3 * time.Second)
 	out := make([]procSample, len(procs))
 	for i, p := range procs {

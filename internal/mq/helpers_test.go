@@ -190,7 +190,7 @@ func forwardSlowly(c net.Conn, target string, delay time.Duration) {
 			if failed {
 				continue // drain, so that the reader never blocks
 			}
-			time.Sleep(time.Until(ch.due))
+			time.Sleep(time.Until(ch.due)) // scenario, not evidence: the injected latency
 			if _, err := u.Write(ch.b); err != nil {
 				failed = true
 				done <- struct{}{}

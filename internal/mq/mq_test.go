@@ -308,7 +308,7 @@ func TestConcurrencyLimit(t *testing.T) {
 							break
 						}
 					}
-					time.Sleep(30 * time.Millisecond)
+					time.Sleep(30 * time.Millisecond) // scenario, not evidence: a handler's work, long enough to overlap
 					running.Add(-1)
 					done.Add(1)
 					return nil
@@ -360,7 +360,7 @@ func TestBrokerOutage(t *testing.T) {
 			defer cancel()
 			waiting <- c.Publish(ctx, queue, mq.Message{Body: []byte(`{"n":"waited"}`)})
 		}()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // scenario, not evidence: the broker stays away while Publish waits
 		proxy.Up()
 		select {
 		case err := <-waiting:
@@ -589,7 +589,7 @@ func TestCompetingConsumers(t *testing.T) {
 				seen[d.MessageID]++
 				per[i]++
 				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // scenario, not evidence: a handler's work, so that both consumers get some
 				return nil
 			}))
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"mp3converter/internal/testenv"
 )
 
 var errTest = errors.New("test error")
@@ -37,7 +39,7 @@ func TestReadAhead(t *testing.T) {
 
 	// Close with the buffers full and nobody reading returns.
 	ra = New(bytes.NewReader(data), 2, 10)
-	time.Sleep(10 * time.Millisecond)
+	testenv.Eventually(t, 5*time.Second, "both buffers filled", func() bool { return len(ra.full) == cap(ra.full) })
 	done := make(chan struct{})
 	go func() { ra.Close(); close(done) }()
 	select {
