@@ -1,12 +1,9 @@
 package converter
 
 import (
-	"bufio"
-	"io"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"mp3converter/internal/ffmpeg/ffmpegtest"
 )
@@ -59,29 +56,7 @@ func TestPlaylistsAndScriptsAreRefused(t *testing.T) {
 	}
 	// Every handling has ended (its job failed), and with it every process
 	// it ran: a connection one of them made was accepted before this one.
-	if n := connsSoFar(t, target); n != 0 {
+	if n := target.ConnsSoFar(t); n != 0 {
 		t.Errorf("%d connections to %s, the address the playlists point at; want none", n, target.Addr())
 	}
-}
-
-// connsSoFar is the number of connections made to target before now,
-// counted once its accept loop has caught up: it makes one of its own and
-// waits for the answer, which comes only after every connection made
-// earlier was accepted (and counted), since a listener accepts them in
-// order.
-func connsSoFar(t *testing.T, target *ffmpegtest.ConnCounter) int {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", target.Addr(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, "GET / HTTP/1.0\n"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
-		t.Fatalf("no answer from %s: %v", target.Addr(), err)
-	}
-	return target.Conns() - 1
 }

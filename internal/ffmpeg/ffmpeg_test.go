@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,28 +53,6 @@ func run(c Cmd) ([]byte, Result, error) {
 		return out, res, werr
 	}
 	return out, res, rerr
-}
-
-// connsSoFar is the number of connections made to target before now,
-// counted once its accept loop has caught up: it makes one of its own and
-// waits for the answer, which comes only after every connection made
-// earlier was accepted (and counted), since a listener accepts them in
-// order.
-func connsSoFar(t *testing.T, target *ffmpegtest.ConnCounter) int {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", target.Addr(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, "GET / HTTP/1.0\n"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
-		t.Fatalf("no answer from %s: %v", target.Addr(), err)
-	}
-	return target.Conns() - 1
 }
 
 func box(typ string, payload int) []byte {
@@ -182,7 +159,7 @@ func TestFFmpegInputsAreWhitelisted(t *testing.T) {
 	}
 	// ffprobe and ffmpeg have exited: a connection either made was accepted
 	// before this one.
-	if n := connsSoFar(t, target); n != 0 {
+	if n := target.ConnsSoFar(t); n != 0 {
 		t.Errorf("%d connections to the URL given as input; want none", n)
 	}
 

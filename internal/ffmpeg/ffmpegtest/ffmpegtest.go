@@ -135,3 +135,24 @@ func (c *ConnCounter) Addr() string { return c.ln.Addr().String() }
 
 // Conns is the number of connections so far.
 func (c *ConnCounter) Conns() int { return int(c.n.Load()) }
+
+// ConnsSoFar is Conns once the accept loop has caught up with every
+// connection made before the call: it makes one of its own and waits for
+// the answer, which comes only after the earlier ones were accepted (and
+// counted), since a listener accepts them in order. Its own is not counted.
+func (c *ConnCounter) ConnsSoFar(t testing.TB) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", c.Addr(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.0\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		t.Fatalf("no answer from %s: %v", c.Addr(), err)
+	}
+	return c.Conns() - 1
+}
