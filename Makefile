@@ -9,7 +9,8 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 SERVICES := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))
 BINS     := $(addprefix bin/,$(SERVICES))
 
-.PHONY: all build run test unit lint bench load stack-up stack-down k8s-build clean
+.PHONY: all build run test unit lint bench load stack-up stack-down k8s-build images k8s-up k8s-env k8s-down \
+	minikube-deploy minikube-down clean
 
 all: build
 
@@ -25,15 +26,55 @@ run: build
 	deploy/run.sh
 
 ## test: vet, format check and every test (unit, integration, end to end,
-## browser, manifests on a real control plane) with -race. The control plane
-## (etcd + kube-apiserver/controller-manager/scheduler, pinned) is built once
-## per machine into ~/.cache/mp3converter-k8s (≈12 min cold, instant after).
+## browser, manifests on a real control plane, the suite on a real local node)
+## with -race. The control plane, the node's parts and the images' bases are
+## built once per machine into ~/.cache/mp3converter-k8s; before the tests the
+## suite is deployed on the node (deploy/k8s/up.sh) unless make k8s-up left one
+## running, and removed after them.
 test: export MP3_NEED_CHROMIUM=1
 test: lint stack-up k8s-build
-	source $(MP3_RUN_DIR)/env && MP3_STACK=1 MP3_K8S=1 go test -race -count=1 -timeout 30m ./...
+	@started=; if ! deploy/k8s/up.sh env >/dev/null 2>&1; then \
+		echo "deploying the suite on the local node for TestRealNode (deploy/k8s/up.sh)"; \
+		VERSION=$(VERSION) deploy/k8s/up.sh up >/dev/null && started=1 || exit 1; fi; \
+	source $(MP3_RUN_DIR)/env && MP3_STACK=1 MP3_K8S=1 go test -race -count=1 -timeout 30m ./...; rc=$$?; \
+	if [ -n "$$started" ]; then deploy/k8s/up.sh down >/dev/null; fi; exit $$rc
 
 k8s-build:
 	deploy/k8s/cluster.sh build
+	deploy/k8s/node.sh build
+
+## images: the four images from the Dockerfiles, tagged $(VERSION): docker build
+## where a Docker engine answers, else deploy/k8s/images.sh (buildah, with the
+## Dockerfiles' bases made here and served by a local registry)
+images:
+	@if docker info >/dev/null 2>&1; then \
+		for s in $(SERVICES); do docker build -f Dockerfile.$$s --build-arg VERSION=$(VERSION) -t mp3converter/$$s:$(VERSION) . || exit 1; done; \
+	else VERSION=$(VERSION) deploy/k8s/images.sh build; fi
+
+## k8s-up: the suite on a real local Kubernetes node (images, control plane,
+## containerd + kubelet + kube-proxy + CoreDNS), as users deploy it; prints the
+## addresses on its last lines and leaves it running. k8s-down removes it.
+k8s-up: k8s-build
+	VERSION=$(VERSION) deploy/k8s/up.sh up
+
+k8s-env:
+	@deploy/k8s/up.sh exports
+
+k8s-down:
+	deploy/k8s/up.sh down
+
+## minikube-deploy: build the images into minikube and apply manifests/ there
+minikube-deploy:
+	@command -v minikube >/dev/null || { echo "minikube is not installed"; exit 1; }
+	for s in $(SERVICES); do minikube image build -f Dockerfile.$$s --build-opt=build-arg=VERSION=$(VERSION) \
+		-t mp3converter/$$s:$(VERSION) . || exit 1; done
+	o=$$(mktemp -d) && printf 'resources: [%s]\nimages:\n' "$$(realpath --relative-to=$$o manifests)" >$$o/kustomization.yaml && \
+		for s in $(SERVICES); do printf '  - {name: mp3converter/%s, newTag: "%s"}\n' $$s '$(VERSION)' >>$$o/kustomization.yaml; done && \
+		kubectl apply -k $$o && rm -rf $$o
+	for d in auth gateway converter notification; do kubectl rollout status deployment/$$d --timeout=300s || exit 1; done
+
+minikube-down:
+	kubectl delete -k manifests/ --ignore-not-found
 
 ## unit: only the tests that need no servers
 unit:

@@ -14,6 +14,8 @@
 #   MP3_K8S_RUN    run dir: certs, data, logs, pids, kubeconfig
 #                  (default ${TMPDIR:-/tmp}/mp3converter-k8s-run)
 #   MP3_K8S_KEEP=1 `down` keeps the run dir (logs) instead of removing it
+#   MP3_K8S_FAKE_NODE=0  `up` starts no fake kubelet: a real node joins
+#                  instead (deploy/k8s/node.sh, which uses the CA in pki/)
 #
 # The first build takes about 10-15 minutes on 2 cores; later ones are skipped.
 set -euo pipefail
@@ -32,6 +34,12 @@ die() { log "$*"; exit 1; }
 # go.sum or main package rebuilds them.
 stamp() {
 	cat "$HERE/go.mod" "$HERE/go.sum" "$HERE"/etcd/*.go "$HERE"/fakekubelet/*.go | sha256sum | cut -d' ' -f1
+}
+
+# version_ldflags: the version the binaries report (a module build has none).
+version_ldflags() {
+	local v=k8s.io/component-base/version minor=${K8S_VERSION#v1.}
+	echo "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=${minor%%.*} -X $v.gitTreeState=clean"
 }
 
 built() {
@@ -53,7 +61,7 @@ cmd_build() {
 	rm -rf "$tmp"
 	mkdir -p "$tmp"
 	log "building etcd, kube-apiserver, kube-controller-manager, kube-scheduler ($K8S_VERSION) and fakekubelet into $BIN (first time: 10-15 min)"
-	(cd "$HERE" && go build -o "$tmp/" ./etcd ./fakekubelet \
+	(cd "$HERE" && go build -ldflags "$(version_ldflags)" -o "$tmp/" ./etcd ./fakekubelet \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler) || { rm -rf "$tmp"; die "build failed"; }
@@ -214,6 +222,8 @@ EOF
 		--service-account-signing-key-file="$RUN/pki/sa.key" \
 		--service-cluster-ip-range=10.0.0.0/24 \
 		--authorization-mode=RBAC \
+		--kubelet-client-certificate="$RUN/pki/admin.crt" --kubelet-client-key="$RUN/pki/admin.key" \
+		--kubelet-preferred-address-types=InternalIP \
 		--endpoint-reconciler-type=none
 	wait_for "kube-apiserver /readyz" 120 kube-apiserver kubectl --kubeconfig="$KUBECONFIG" get --raw /readyz
 
@@ -234,16 +244,20 @@ EOF
 		--authentication-kubeconfig="$RUN/scheduler.kubeconfig" \
 		--authorization-kubeconfig="$RUN/scheduler.kubeconfig" \
 		--secure-port=0 --leader-elect=false
-	start fakekubelet "$BIN/fakekubelet" --kubeconfig="$RUN/fakekubelet.kubeconfig" --node-name=fake-node
+	if [[ "${MP3_K8S_FAKE_NODE:-1}" != 0 ]]; then
+		start fakekubelet "$BIN/fakekubelet" --kubeconfig="$RUN/fakekubelet.kubeconfig" --node-name=fake-node
+	fi
 
 	# Ready when the default ServiceAccount exists (controller-manager's
 	# token and service-account controllers run) and the node is Ready.
 	wait_for "the default ServiceAccount" 120 kube-controller-manager \
 		kubectl --kubeconfig="$KUBECONFIG" -n default get serviceaccount default
 	alive_or_die kube-scheduler
-	wait_for "node fake-node Ready" 60 fakekubelet \
-		kubectl --kubeconfig="$KUBECONFIG" wait --for=condition=Ready node/fake-node --timeout=1s
-	alive_or_die kube-scheduler
+	if [[ "${MP3_K8S_FAKE_NODE:-1}" != 0 ]]; then
+		wait_for "node fake-node Ready" 60 fakekubelet \
+			kubectl --kubeconfig="$KUBECONFIG" wait --for=condition=Ready node/fake-node --timeout=1s
+		alive_or_die kube-scheduler
+	fi
 	log "cluster up in $((SECONDS - start_s))s; KUBECONFIG=$KUBECONFIG (logs in $RUN/logs)"
 	echo "KUBECONFIG=$KUBECONFIG"
 }
