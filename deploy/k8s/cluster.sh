@@ -71,11 +71,15 @@ cmd_build() {
 	log "built in $((SECONDS - start))s"
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on, below
+# the kernel's ephemeral range (32768 up): a port that an outgoing
+# connection holds (many, with a real node running) cannot be bound either,
+# and a listen check does not see it.
 free_port() {
-	local p
+	local p lo
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
+		p=$((20000 + RANDOM % (lo - 20000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			if ! grep -qx "$p" "$RUN/ports" 2>/dev/null; then
 				echo "$p" >>"$RUN/ports"
