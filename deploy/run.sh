@@ -16,6 +16,8 @@ mkdir -p "$logs"
 export JWT_SECRET=${JWT_SECRET:-dev-only-jwt-secret-change-me}
 export MYSQL_DB=${MYSQL_DB:-auth}
 export MAIL_FROM=${MAIL_FROM:-mp3converter@localhost}
+# One-click download links in the emails (the gateway verifies what the notification signs).
+export DOWNLOAD_LINK_KEY=${DOWNLOAD_LINK_KEY:-dev-only-download-link-key-change-me-0123456789}
 AUTH_PORT=${AUTH_PORT:-5000}
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
 GATEWAY_OPS_PORT=${GATEWAY_OPS_PORT:-9080}

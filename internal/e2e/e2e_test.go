@@ -102,6 +102,9 @@ func startSuiteWith(t *testing.T, opt suiteOptions) *suite {
 		// server selection timeout).
 		"MAX_ATTEMPTS": "10", "MAX_RETRY_BACKOFF": "2s",
 		"AUTH_TIMEOUT": "2s", "AUTH_LOGIN_TIMEOUT": "2s", "PUBLISH_TIMEOUT": "5s", "SHUTDOWN_TIMEOUT": "5s",
+		// The notification signs the emails' one-click links, the gateway
+		// verifies them.
+		"DOWNLOAD_LINK_KEY": e2eLinkKey,
 	}
 	for k, v := range opt.env {
 		s.env[k] = v

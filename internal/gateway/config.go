@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
@@ -45,6 +46,10 @@ type Config struct {
 	// (https://mp3.example.com): when set, the links the gateway answers
 	// (GET /jobs' next page) are absolute; empty: relative.
 	PublicURL string `env:"PUBLIC_URL"`
+	// DownloadLinkKey verifies the signed one-click download links in the
+	// emails (the notification's DOWNLOAD_LINK_KEY, the same value); empty:
+	// such links are refused with 403. Replacing it revokes every link.
+	DownloadLinkKey config.Secret `env:"DOWNLOAD_LINK_KEY"`
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (an ingress controller): CIDRs, "private" or "none".
 	TrustedProxies httpx.Proxies `env:"TRUSTED_PROXIES" envDefault:"private"`
@@ -65,7 +70,7 @@ type Config struct {
 // Validate reports every bad value, each error naming its variable.
 func (c Config) Validate() error {
 	errs := []error{config.CheckPort("PORT", c.Port), config.CheckPort("OPS_PORT", c.OpsPort), c.StoreConfig.Validate(),
-		config.CheckBaseURL("PUBLIC_URL", c.PublicURL)}
+		config.CheckBaseURL("PUBLIC_URL", c.PublicURL), downloadlink.CheckKey("DOWNLOAD_LINK_KEY", c.DownloadLinkKey.Reveal())}
 	bad := func(ok bool, format string, args ...any) {
 		if !ok {
 			errs = append(errs, fmt.Errorf(format, args...))

@@ -26,6 +26,7 @@ import (
 
 	"mp3converter/internal/auth"
 	"mp3converter/internal/authclient"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/gateway"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
@@ -78,6 +79,7 @@ type envOptions struct {
 	quotaBytes   int64 // USER_QUOTA_BYTES; 0: none
 	maxActive    int   // USER_MAX_ACTIVE; 0: none
 	publicURL    string
+	linkKey      string // DOWNLOAD_LINK_KEY; "": signed links refused
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -141,6 +143,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.maxUpload == 0 {
 		o.maxUpload = 64 << 20
 	}
+	var links *downloadlink.Signer
+	if o.linkKey != "" {
+		if links, err = downloadlink.NewSigner(o.linkKey); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ops := httpx.NewOps(httpx.NewRegistry())
 	storing := make(chan struct{}, 1)
 	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
@@ -149,7 +157,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
-		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive, PublicURL: o.publicURL,
+		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive, PublicURL: o.publicURL, Links: links,
 	}))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,

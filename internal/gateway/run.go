@@ -7,6 +7,7 @@ import (
 
 	"mp3converter/internal/app"
 	"mp3converter/internal/authclient"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/httpx"
 )
 
@@ -15,7 +16,16 @@ import (
 // (SHUTDOWN_TIMEOUT) while the ops port still answers.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "port", cfg.Port, "ops_port", cfg.OpsPort, "auth", cfg.AuthAddr, "video_queue", cfg.VideoQueue,
-		"max_upload_bytes", cfg.MaxUploadBytes)
+		"max_upload_bytes", cfg.MaxUploadBytes, "download_links", cfg.DownloadLinkKey != "")
+	var links *downloadlink.Signer
+	if key := cfg.DownloadLinkKey.Reveal(); key != "" {
+		var err error
+		if links, err = downloadlink.NewSigner(key); err != nil {
+			return err
+		}
+	} else {
+		log.Info("DOWNLOAD_LINK_KEY is not set: signed download links are refused (403)")
+	}
 	authc, err := authclient.New(cfg.AuthAddr, cfg.AuthTimeout, cfg.AuthLoginTimeout)
 	if err != nil {
 		return err
@@ -46,6 +56,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
 		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
 		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive, PublicURL: cfg.PublicURL,
+		Links: links,
 	})
 	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
 	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/authclient"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
@@ -83,6 +84,9 @@ type Options struct {
 	UserMaxActive  int
 	// PublicURL, if set, makes the links in answers absolute.
 	PublicURL string
+	// Links verifies signed download links (GET /download?fid=&expires=&sig=
+	// without a token); nil refuses them.
+	Links *downloadlink.Signer
 }
 
 // Server is the gateway's HTTP handler.
@@ -91,6 +95,9 @@ type Server struct {
 	opt     Options
 	router  chi.Router
 	metrics metrics
+	// userDownload is download behind requireUser: GET /download with a
+	// bearer token.
+	userDownload http.Handler
 }
 
 type metrics struct {
@@ -125,10 +132,19 @@ func NewServer(d Deps, opt Options) *Server {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { httpx.Text(w, http.StatusOK, "ok") })
 	web.Mount(r)
 	r.With(httpx.Timeout(opt.RequestTimeout)).Post("/login", s.login)
+	s.userDownload = s.requireUser(http.HandlerFunc(s.download))
+	// A signed link (no Authorization, an expires or sig) is checked by
+	// linkDownload; any other download needs a bearer token.
+	r.Get("/download", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" && downloadlink.Signed(r.URL.Query()) {
+			s.linkDownload(w, r)
+			return
+		}
+		s.userDownload.ServeHTTP(w, r)
+	})
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireUser)
 		r.With(httpx.Timeout(opt.UploadTimeout)).Post("/upload", s.upload)
-		r.Get("/download", s.download)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs", s.listJobs)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs/{id}", s.getJob)
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/logging"
 	"mp3converter/internal/mongodb"
 	"mp3converter/internal/mq"
@@ -40,6 +41,12 @@ type Config struct {
 	// PublicURL is the gateway's base URL for the links in the emails
 	// (http://127.0.0.1:8080); empty leaves the links out.
 	PublicURL string `env:"PUBLIC_URL"`
+	// DownloadLinkKey signs the one-click download link in each success
+	// email (with PUBLIC_URL), verified by the gateway's DOWNLOAD_LINK_KEY
+	// (the same value); empty: the email has the page link only.
+	// DownloadLinkTTL is how long such a link works.
+	DownloadLinkKey config.Secret `env:"DOWNLOAD_LINK_KEY"`
+	DownloadLinkTTL time.Duration `env:"DOWNLOAD_LINK_TTL" envDefault:"72h"`
 
 	// Concurrency is how many emails are sent at once; Prefetch how many
 	// messages the broker hands this replica ahead.
@@ -125,6 +132,12 @@ func (c Config) Validate() error {
 	}
 	if err := config.CheckBaseURL("PUBLIC_URL", c.PublicURL); err != nil {
 		errs = append(errs, err)
+	}
+	if err := downloadlink.CheckKey("DOWNLOAD_LINK_KEY", c.DownloadLinkKey.Reveal()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DownloadLinkTTL <= 0 {
+		bad("DOWNLOAD_LINK_TTL %s: want a positive duration", c.DownloadLinkTTL)
 	}
 	if c.Concurrency < 1 {
 		bad("CONCURRENCY %d: want at least 1", c.Concurrency)

@@ -7,9 +7,11 @@ import (
 	"net/mail"
 	"strings"
 	texttemplate "text/template"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/logging"
 	"mp3converter/internal/message"
 )
@@ -44,6 +46,8 @@ type Email struct {
 type Composer struct {
 	publicURL string // no trailing slash; empty: no links
 	idDomain  string // right-hand side of the Message-IDs
+	links     *downloadlink.Signer
+	linkTTL   time.Duration
 }
 
 // NewComposer returns a Composer. publicURL is the gateway's base URL for
@@ -59,6 +63,18 @@ func NewComposer(publicURL, from string) (*Composer, error) {
 		domain = a.Address[i+1:]
 	}
 	return &Composer{publicURL: strings.TrimRight(publicURL, "/"), idDomain: domain}, nil
+}
+
+// SignLinks makes the success emails carry a signed one-click download
+// link (with a public URL), valid for ttl from the moment the email is
+// composed, made for the recipient: the gateway opens it only if the
+// recipient owns the MP3. Call it before the Composer is used.
+func (c *Composer) SignLinks(s *downloadlink.Signer, ttl time.Duration) error {
+	if s == nil || ttl <= 0 {
+		return fmt.Errorf("download links: want a signer and a positive lifetime (got %s)", ttl)
+	}
+	c.links, c.linkTTL = s, ttl
+	return nil
 }
 
 // Compose builds the email for one message of MP3_QUEUE: the MP3 is ready
@@ -93,6 +109,13 @@ func (c *Composer) Compose(m message.Conversion) (Email, error) {
 		if c.publicURL != "" {
 			data.Link = c.publicURL + "/?download=" + data.FID
 			data.APIURL = c.publicURL + "/download?fid=" + data.FID
+			if c.links != nil {
+				// The MAC is over the canonical (lowercase) id, as the
+				// gateway checks it.
+				link := c.links.Sign(strings.ToLower(data.FID), to, time.Now().Add(c.linkTTL))
+				data.OneClick = link.URL(c.publicURL)
+				data.OneClickUntil = link.Expires.UTC().Format("Mon, 2 Jan 2006 15:04 MST")
+			}
 		}
 		id = "mp3-" + data.FID + "@" + c.idDomain
 	default:
@@ -116,6 +139,10 @@ type emailData struct {
 	Link      string // opens the download in the browser
 	APIURL    string // GET with a bearer token
 	PublicURL string
+	// OneClick is the signed download link, working until OneClickUntil
+	// with no login; empty without DOWNLOAD_LINK_KEY.
+	OneClick      string
+	OneClickUntil string
 }
 
 // The original's whole body was "mp3 file_id: <fid> is now ready!": that
@@ -126,7 +153,18 @@ mp3 file_id: {{.FID}} is now ready!
 {{if .Filename}}
 It is the audio of {{.Filename}}.
 {{end}}
-{{- if .Link}}
+{{- if .OneClick}}
+Download it with one click, no login needed (the link works until {{.OneClickUntil}};
+anyone who has it can download the MP3 until then, so do not pass it on):
+{{.OneClick}}
+
+Or open it in your browser (you will be asked to log in):
+{{.Link}}
+
+Or through the API, with the token you get from POST {{.PublicURL}}/login:
+GET {{.APIURL}}
+Authorization: Bearer <token>
+{{else if .Link}}
 Download it in your browser (you will be asked to log in):
 {{.Link}}
 
@@ -145,7 +183,11 @@ var readyHTML = htmltemplate.Must(htmltemplate.New("ready.html").Parse(`<!DOCTYP
 <p>Hello,</p>
 <p>mp3 file_id: <code>{{.FID}}</code> is now ready!</p>
 {{if .Filename}}<p>It is the audio of <strong>{{.Filename}}</strong>.</p>
-{{end}}{{if .Link}}<p><a href="{{.Link}}">Download the MP3</a> (you will be asked to log in).</p>
+{{end}}{{if .OneClick}}<p><a href="{{.OneClick}}">Download the MP3</a> (no login needed; the link works until {{.OneClickUntil}}, and anyone who has it can use it until then, so do not pass it on).</p>
+<p>Or <a href="{{.Link}}">open it in your browser</a> (you will be asked to log in).</p>
+<p>Or through the API, with the token you get from <code>POST {{.PublicURL}}/login</code>:<br>
+<code>GET {{.APIURL}}</code> with the header <code>Authorization: Bearer &lt;token&gt;</code></p>
+{{else if .Link}}<p><a href="{{.Link}}">Download the MP3</a> (you will be asked to log in).</p>
 <p>Or through the API, with the token you get from <code>POST {{.PublicURL}}/login</code>:<br>
 <code>GET {{.APIURL}}</code> with the header <code>Authorization: Bearer &lt;token&gt;</code></p>
 {{else}}<p>Download it through the API, with the token you get from <code>POST /login</code>:<br>

@@ -22,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"mp3converter/internal/config"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
@@ -55,6 +56,10 @@ type stack struct {
 type stackOptions struct {
 	maxAttempts int  // [3]
 	mongoProxy  bool // the service reaches MongoDB through a testenv.Proxy
+	// links signs the success emails' download links (DOWNLOAD_LINK_KEY)
+	// for linkTTL; nil: none.
+	links   *downloadlink.Signer
+	linkTTL time.Duration
 }
 
 // plainSMTP is the shared Mailpit without TLS or auth.
@@ -86,6 +91,11 @@ func startStack(t *testing.T, smtp notification.SMTPConfig, opt stackOptions) *s
 	composer, err := notification.NewComposer(publicURL, mailFrom)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opt.links != nil {
+		if err := composer.SignLinks(opt.links, opt.linkTTL); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st := &stack{t: t, url: url, queue: queue, reg: reg, logs: logs, videosDB: testenv.Mongo(t), mp3sDB: testenv.Mongo(t)}
 	if st.jobs, err = jobs.NewStore(st.videosDB); err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"mp3converter/internal/app"
+	"mp3converter/internal/downloadlink"
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/mq"
 )
@@ -18,6 +19,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		"mongodb_mp3s_db", cfg.MP3sDB, "smtp_host", cfg.SMTP.Host,
 		"smtp_port", cfg.SMTP.Port, "smtp_tls", cfg.SMTP.TLS, "smtp_username", cfg.SMTP.Username,
 		"smtp_password", cfg.SMTP.Password, "mail_from", cfg.MailFrom, "public_url", cfg.PublicURL,
+		"download_links", cfg.DownloadLinkKey != "", "download_link_ttl", cfg.DownloadLinkTTL,
 		"concurrency", cfg.Concurrency, "prefetch", cfg.Prefetch, "max_attempts", cfg.MaxAttempts)
 	if cfg.PublicURL == "" {
 		log.Warn("PUBLIC_URL is not set: the emails carry no download link")
@@ -33,6 +35,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	composer, err := NewComposer(cfg.PublicURL, cfg.MailFrom)
 	if err != nil {
 		return err
+	}
+	switch key := cfg.DownloadLinkKey.Reveal(); {
+	case key == "":
+	case cfg.PublicURL == "":
+		log.Warn("DOWNLOAD_LINK_KEY is set but PUBLIC_URL is not: the emails carry no download link")
+	default:
+		signer, err := downloadlink.NewSigner(key)
+		if err != nil {
+			return err
+		}
+		if err := composer.SignLinks(signer, cfg.DownloadLinkTTL); err != nil {
+			return err
+		}
 	}
 	stores, err := cfg.StoreConfig.Open("notification")
 	if err != nil {
