@@ -47,12 +47,12 @@ func gatewayBefore(t *testing.T, authAddr string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
+	gw := httptest.NewServer(recordStatuses(gateway.NewServer(gateway.Deps{
 		Auth: authc, Ops: httpx.NewOps(httpx.NewRegistry()), Log: slog.New(slog.DiscardHandler),
 	}, gateway.Options{
 		VideoQueue: "video", MaxUploadBytes: 1 << 20, UploadTimeout: 5 * time.Second,
 		PublishTimeout: time.Second, RequestTimeout: 5 * time.Second,
-	}))
+	})))
 	t.Cleanup(gw.Close)
 	return gw.URL
 }

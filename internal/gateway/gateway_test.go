@@ -151,14 +151,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	ops := httpx.NewOps(httpx.NewRegistry())
 	storing := make(chan struct{}, 1)
-	gw := httptest.NewServer(gateway.NewServer(gateway.Deps{
+	// recordStatuses: every status answered is checked against openapi.json
+	// after the tests (TestMain).
+	gw := httptest.NewServer(recordStatuses(gateway.NewServer(gateway.Deps{
 		Auth: authc, Videos: storeSignal{Bucket: videos, storing: storing}, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
 		Expired: retention.NewTombstones(mp3sDB),
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
 		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive, PublicURL: o.publicURL, Links: links,
-	}))
+	})))
 	t.Cleanup(gw.Close)
 	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
 		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops, expired: retention.NewTombstones(mp3sDB),

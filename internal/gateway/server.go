@@ -130,6 +130,7 @@ func NewServer(d Deps, opt Options) *Server {
 	// Readiness and metrics are served on the ops port (httpx.OpsHandler),
 	// not here where the Ingress exposes them; liveness is harmless.
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { httpx.Text(w, http.StatusOK, "ok") })
+	r.Get("/openapi.json", serveOpenAPI)
 	web.Mount(r)
 	r.With(httpx.Timeout(opt.RequestTimeout)).Post("/login", s.login)
 	s.userDownload = s.requireUser(http.HandlerFunc(s.download))
