@@ -13,6 +13,7 @@ import (
 	"mp3converter/internal/httpx"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/message"
+	"mp3converter/internal/retention"
 )
 
 // listJobs answers one page of the caller's jobs, newest first: limit
@@ -55,10 +56,42 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	if j, ok := s.ownJob(w, r); ok {
+		writeJSON(w, j)
+	}
+}
+
+// bodyJobRunning refuses to delete a job under a running conversion: the
+// converter would go on writing its MP3 and its record.
+const bodyJobRunning = "this conversion is still running: delete it once it is done or has failed"
+
+// deleteJob deletes one of the caller's jobs that is done (its MP3 kept or
+// expired) or failed: its MP3 and video, whichever are stored, then its
+// record (the retention sweeper's own deletion). 204; 409 while queued or
+// converting; 404 like GET /jobs/{id}.
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.ownJob(w, r)
+	if !ok {
+		return
+	}
+	if j.Status != jobs.Done && j.Status != jobs.Failed {
+		responder.Error(w, r, httpx.Status(http.StatusConflict, bodyJobRunning))
+		return
+	}
+	if err := retention.DeleteJob(r.Context(), s.Videos, s.MP3s, s.Jobs, j); err != nil {
+		responder.Error(w, r, fmt.Errorf("%w: %w", errStorage, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ownJob is job {id} when it is the caller's; otherwise it answers 404
+// (another user's job looks like none) or the storage failure.
+func (s *Server) ownJob(w http.ResponseWriter, r *http.Request) (jobs.Job, bool) {
 	id := chi.URLParam(r, "id")
 	if !message.IsObjectID(id) {
 		responder.Error(w, r, jobs.ErrNotFound)
-		return
+		return jobs.Job{}, false
 	}
 	j, err := s.Jobs.Get(r.Context(), id)
 	if err != nil {
@@ -66,13 +99,13 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("%w: get job: %w", errStorage, err)
 		}
 		responder.Error(w, r, err)
-		return
+		return jobs.Job{}, false
 	}
 	if j.Username != claimsFrom(r.Context()).Username || j.Status == jobs.Withdrawn {
 		responder.Error(w, r, jobs.ErrNotFound)
-		return
+		return jobs.Job{}, false
 	}
-	writeJSON(w, j)
+	return j, true
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

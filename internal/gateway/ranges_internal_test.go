@@ -69,6 +69,7 @@ type fakeMP3s struct {
 }
 
 func (f *fakeMP3s) OwnerBytes(context.Context, string) (int64, error) { return 0, nil }
+func (f *fakeMP3s) Delete(context.Context, bson.ObjectID) error       { return nil }
 
 func (f *fakeMP3s) Stat(context.Context, bson.ObjectID) (gridfs.FileInfo, error) {
 	return gridfs.FileInfo{Length: int64(len(f.data))}, nil

@@ -38,6 +38,7 @@ type (
 		OwnerBytes(ctx context.Context, owner string) (int64, error)
 		Stat(ctx context.Context, id bson.ObjectID) (gridfs.FileInfo, error)
 		OpenRange(ctx context.Context, id bson.ObjectID, offset, length int64) (io.ReadCloser, gridfs.FileInfo, error)
+		Delete(ctx context.Context, id bson.ObjectID) error
 	}
 	jobStore interface {
 		Create(ctx context.Context, j jobs.Job) error
@@ -45,6 +46,7 @@ type (
 		List(ctx context.Context, username string, limit int, before string) ([]jobs.Job, error)
 		CountActive(ctx context.Context, username string) (int64, error)
 		Withdraw(ctx context.Context, id string) error
+		Delete(ctx context.Context, id string) error
 	}
 	expiredStore interface {
 		Get(ctx context.Context, id bson.ObjectID) (retention.Tombstone, error)
@@ -148,6 +150,7 @@ func NewServer(d Deps, opt Options) *Server {
 		r.With(httpx.Timeout(opt.UploadTimeout)).Post("/upload", s.upload)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs", s.listJobs)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs/{id}", s.getJob)
+		r.With(httpx.Timeout(opt.RequestTimeout)).Delete("/jobs/{id}", s.deleteJob)
 	})
 	return s
 }

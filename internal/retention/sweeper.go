@@ -188,15 +188,9 @@ func (s *Sweeper) videos(ctx context.Context, status jobs.Status, before time.Ti
 			return n, err
 		}
 		for _, j := range list {
-			if err := s.removeVideo(ctx, j.VideoFID); err != nil {
-				return n, err
-			}
 			if dropJob {
-				err = s.d.Jobs.Delete(ctx, j.ID)
-				if errors.Is(err, jobs.ErrNotFound) {
-					err = nil
-				}
-			} else {
+				err = DeleteJob(ctx, s.d.Videos, s.d.MP3s, s.d.Jobs, j)
+			} else if err = s.removeVideo(ctx, j.VideoFID); err == nil {
 				err = s.d.Jobs.VideoDeleted(ctx, j.ID)
 			}
 			if err != nil {
@@ -210,16 +204,9 @@ func (s *Sweeper) videos(ctx context.Context, status jobs.Status, before time.Ti
 	}
 }
 
-// RemoveVideo removes video fid (hex); a video already gone is fine.
+// removeVideo removes video fid (hex); a video already gone is fine.
 func (s *Sweeper) removeVideo(ctx context.Context, fid string) error {
-	id, err := bson.ObjectIDFromHex(fid)
-	if err != nil {
-		return nil // not a video of ours
-	}
-	if err := s.d.Videos.Delete(ctx, id); err != nil && !errors.Is(err, gridfs.ErrNotFound) {
-		return fmt.Errorf("remove video %s: %w", fid, err)
-	}
-	return nil
+	return RemoveFile(ctx, s.d.Videos, fid)
 }
 
 // expire deletes the MP3s older than MP3Retention: first the tombstone and

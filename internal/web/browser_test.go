@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,8 +23,10 @@ import (
 
 // TestBrowser drives the page in headless Chromium against the real suite:
 // log in (wrong, then right), upload with the progress bar, the errors of a
-// refused upload, the job list updating by itself, download, the email's
-// link in a fresh browser, session expiry and logout. A screenshot of the
+// refused upload, the job list updating by itself, download (saved under
+// the video's name), two files dropped at once, the in-page player,
+// deleting a job, the email's link in a fresh browser, session expiry and
+// logout. A screenshot of the
 // job list is left in testout/.
 func TestBrowser(t *testing.T) {
 	chrome := chromiumPath(t)
@@ -31,6 +34,7 @@ func TestBrowser(t *testing.T) {
 	s := startStack(t, maxUpload)
 	dir := t.TempDir()
 	videoName := "clip été " + randomHex(3) + ".mp4"
+	mp3Name := strings.TrimSuffix(videoName, ".mp4") + ".mp3" // what the page saves the MP3 as
 	video := makeVideo(t, dir, videoName)
 	home := s.gateway.URL() + "/"
 
@@ -171,8 +175,118 @@ func TestBrowser(t *testing.T) {
 		}
 		path := b.download("click Download", 20*time.Second,
 			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.job[data-id=%q] .job-download`, fid))))
-		checkMP3(t, path, fid)
+		checkMP3(t, path, mp3Name)
 		b.waitFor("the download message", `document.getElementById('download-msg').classList.contains('ok')`, 5*time.Second)
+	})
+
+	t.Run("two files dropped: two jobs, a player, the video's name, delete", func(t *testing.T) {
+		if s.converter == nil {
+			t.Skip("cmd/converter/main.go does not exist yet: not tested")
+		}
+		b := b.in(t)
+		names := []string{"drop one " + randomHex(3) + ".mp4", "drop two " + randomHex(3) + ".mp4"}
+		var paths []string
+		for _, n := range names {
+			paths = append(paths, makeVideo(t, dir, n))
+		}
+		// The files reach the page through an input of the test's own; the
+		// page gets them as a user's drop does, in a DataTransfer.
+		mustEval[bool](b, `(() => {
+			const i = document.createElement('input');
+			i.type = 'file'; i.multiple = true; i.id = 'test-drop-files'; i.hidden = true;
+			document.body.appendChild(i);
+			return true;
+		})()`)
+		b.do("pick the files to drop", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("test-drop-files"), paths))
+		type dropped struct {
+			Files     int  `json:"files"`
+			Dragging  bool `json:"dragging"`
+			Prevented bool `json:"prevented"`
+		}
+		got := mustEval[dropped](b, `(() => {
+			const input = document.getElementById('test-drop-files');
+			const dt = new DataTransfer();
+			for (const f of input.files) dt.items.add(f);
+			input.remove();
+			const zone = document.getElementById('drop-zone');
+			zone.dispatchEvent(new DragEvent('dragenter', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			const dragging = zone.classList.contains('dragging');
+			const prevented = !zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			return {files: dt.files.length, dragging, prevented};
+		})()`)
+		if got.Files != 2 || !got.Dragging || !got.Prevented {
+			t.Fatalf("drop: %+v, want 2 files, the zone highlighted, the drop taken by the page", got)
+		}
+		b.waitFor("both uploads", `document.querySelectorAll('#uploads .upload[data-state=done]').length === 2`, 30*time.Second)
+		if rows := mustEval[[]string](b, `[...document.querySelectorAll('#uploads .upload')].map(r =>
+			r.querySelector('.upload-name').textContent + ' ' + r.querySelector('.upload-progress').value)`); !slices.Equal(rows, []string{names[0] + " 100", names[1] + " 100"}) {
+			t.Errorf("upload rows %q", rows)
+		}
+		if msg := b.text("upload-msg"); !strings.HasPrefix(msg, "Uploaded 2 files.") {
+			t.Errorf("upload message %q", msg)
+		}
+		ids := make([]string, len(names))
+		for i, n := range names {
+			sel := fmt.Sprintf(`[...document.querySelectorAll('#jobs .job')].find(e => e.querySelector('.job-name').textContent === %q)`, n)
+			b.waitFor(n+" to be done", sel+`?.dataset.status === 'done'`, 60*time.Second)
+			ids[i] = mustEval[string](b, sel+`.dataset.id`)
+		}
+		if ids[0] == ids[1] {
+			t.Fatalf("both files made job %s", ids[0])
+		}
+		job := func(i int) string { return fmt.Sprintf(`.job[data-id=%q]`, ids[i]) }
+		jobJS := func(i int) string { return fmt.Sprintf(`document.querySelector('#jobs .job[data-id=%q]')`, ids[i]) }
+
+		// The player: a Blob URL of the MP3, fetched with the token.
+		b.do("click Listen", 5*time.Second, chromedp.Click(chromedp.CSS(job(0)+" .job-play")))
+		audio := jobJS(0) + `?.querySelector('audio.job-audio')`
+		b.waitFor("the player's metadata", `(a => a && a.controls && a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0)(`+audio+`)`, 20*time.Second)
+		duration := mustEval[float64](b, audio+`.duration`)
+		if duration < 3 || duration > 5 {
+			t.Errorf("the player says %.2f s, want about 4 s", duration)
+		}
+		if src := mustEval[string](b, audio+`.src`); !strings.HasPrefix(src, "blob:") {
+			t.Errorf("the player's source %q, want a blob: URL", src)
+		}
+		mustEval[bool](b, audio+`.pause(), true`)
+
+		// Download: the video's name with .mp3.
+		want := strings.TrimSuffix(names[0], ".mp4") + ".mp3"
+		path := b.download("click Download", 20*time.Second, chromedp.Click(chromedp.CSS(job(0)+" .job-download")))
+		checkMP3(t, path, want)
+		if got := mustEval[string](b, jobJS(1)+`.querySelector('.job-download').dataset.name`); got != strings.TrimSuffix(names[1], ".mp4")+".mp3" {
+			t.Errorf("the second job downloads as %q", got)
+		}
+
+		// Delete: the rows go, and the API no longer knows the jobs.
+		mp3s := make([]string, len(ids))
+		for i := range ids {
+			mp3s[i] = mustEval[string](b, jobJS(i)+`.querySelector('.job-download').dataset.fid`)
+			b.do("click Delete", 5*time.Second, chromedp.Click(chromedp.CSS(job(i)+" .job-delete")))
+			b.waitFor("the row to go", jobJS(i)+` === null`, 10*time.Second)
+		}
+		if got := b.text("download-msg"); got != "Deleted "+names[1]+"." {
+			t.Errorf("message %q", got)
+		}
+		token := mustEval[string](b, `sessionStorage.getItem('mp3converter.token')`)
+		for i, id := range ids {
+			if st := httpStatus(t, "GET", s.gateway.URL()+"/jobs/"+id, token); st != 404 {
+				t.Errorf("GET /jobs/%s after delete: %d, want 404", id, st)
+			}
+			if st := httpStatus(t, "GET", s.gateway.URL()+"/download?fid="+mp3s[i], token); st != 404 {
+				t.Errorf("GET /download of %s after delete: %d, want 404", mp3s[i], st)
+			}
+		}
+		// A poll of the list does not bring them back.
+		time.Sleep(2500 * time.Millisecond)
+		for i := range ids {
+			if mustEval[bool](b, jobJS(i)+` !== null`) {
+				t.Errorf("job %s is back in the list", ids[i])
+			}
+		}
+		if !mustEval[bool](b, fmt.Sprintf(`document.querySelector('#jobs .job[data-id=%q]') !== null`, fid)) {
+			t.Error("the first video's job went too")
+		}
 	})
 
 	t.Run("a failed conversion shows its reason", func(t *testing.T) {
@@ -205,7 +319,7 @@ func TestBrowser(t *testing.T) {
 		}
 		b := b.in(t)
 		path := b.download("open /?download=", 20*time.Second, chromedp.Navigate(home+"?download="+fid))
-		checkMP3(t, path, fid)
+		checkMP3(t, path, mp3Name)
 		b.waitFor("the parameter to go", `location.search === ''`, 5*time.Second)
 		if !b.visible("app-view") {
 			t.Error("the app is not shown after the download")
@@ -231,7 +345,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("email"), s.email),
 			chromedp.SendKeys(chromedp.ID("password"), s.password),
 			chromedp.Click(chromedp.ID("login-button")))
-		checkMP3(t, path, fid)
+		checkMP3(t, path, mp3Name)
 		fresh.waitFor("the parameter to go", `location.search === ''`, 5*time.Second)
 	})
 
@@ -333,9 +447,11 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
-func checkMP3(t *testing.T, path, fid string) {
+// checkMP3 checks a downloaded MP3: saved as want (the video's name with
+// .mp3), of some size, and an MP3 by ffprobe.
+func checkMP3(t *testing.T, path, want string) {
 	t.Helper()
-	if got, want := filepath.Base(path), fid+".mp3"; got != want {
+	if got := filepath.Base(path); got != want {
 		t.Errorf("saved as %s, want %s", got, want)
 	}
 	st, err := os.Stat(path)
@@ -348,6 +464,23 @@ func checkMP3(t *testing.T, path, fid string) {
 	if codec := audioCodec(t, path); codec != "mp3" {
 		t.Errorf("ffprobe: audio codec %q, want mp3", codec)
 	}
+}
+
+// httpStatus is the status the gateway answers to method url with the
+// bearer token.
+func httpStatus(t *testing.T, method, url, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func writeFile(t *testing.T, path string, b []byte) {

@@ -1,13 +1,15 @@
 // Package web is the browser app the gateway serves at /: a login form, an
-// upload form with a progress bar, the list of the user's conversions
-// (polled) with a download button per MP3, and the landing of the link in
-// the notification email (/?download=<fid>). It is embedded in the binary
+// upload form (a drop zone and a file input taking several files, each
+// uploaded as its own job with its own progress), the list of the user's
+// conversions (polled) with, per MP3, a player, a download saved under the
+// video's name and a delete button, and the landing of the link in the
+// notification email (/?download=<fid>). It is embedded in the binary
 // and needs nothing from elsewhere (no CDN, no framework), so it works
 // offline.
 //
 // The app keeps the JWT in sessionStorage and sends it only in the
-// Authorization header (downloads go through fetch and a Blob, never a URL
-// with the token). The pages are served with a Content-Security-Policy that
+// Authorization header (downloads and the player go through fetch and a
+// Blob, never a URL with the token). The pages are served with a Content-Security-Policy that
 // allows scripts, styles and connections to this origin only: every line of
 // JavaScript is in app.js.
 package web
@@ -33,9 +35,10 @@ var files embed.FS
 
 // ContentSecurityPolicy is sent with every response of the app. No inline
 // script or style, no eval, no plugin, no framing, connections to this
-// origin only; favicons may be data: URLs.
+// origin only; favicons may be data: URLs, and the in-page player plays
+// blob: URLs (the MP3 fetched with the token in the header).
 const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
-	"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; " +
+	"img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; " +
 	"form-action 'self'; frame-ancestors 'none'"
 
 // asset is one embedded file, ready to serve.

@@ -1,5 +1,7 @@
-// The video → MP3 web app: log in, upload with a progress bar, watch the
-// conversions, download the MP3s. No framework and nothing from elsewhere:
+// The video → MP3 web app: log in, upload (several files, dropped or
+// chosen, each its own job, each with its progress), watch the conversions,
+// listen to the MP3s in the page, download them under the video's name,
+// delete finished jobs. No framework and nothing from elsewhere:
 // the page's Content-Security-Policy allows scripts from this file only.
 //
 // The JWT lives in sessionStorage (this tab only, gone when it closes) and
@@ -28,13 +30,14 @@
     appView: $('app-view'), uploadForm: $('upload-form'), file: $('file'), uploadButton: $('upload-button'),
     progressRow: $('upload-progress-row'), progress: $('upload-progress'), percent: $('upload-percent'),
     uploadMsg: $('upload-msg'), downloadMsg: $('download-msg'), jobs: $('jobs'), jobsEmpty: $('jobs-empty'),
-    jobsMsg: $('jobs-msg'),
+    jobsMsg: $('jobs-msg'), dropZone: $('drop-zone'), uploads: $('uploads'),
   };
 
   let pollTimer = 0;
   let polling = false;
   let pendingDownload = ''; // fid from ?download=, started after login
   let uploading = null; // the XMLHttpRequest in flight
+  const deleted = new Set(); // ids of jobs deleted here: a list fetched before is stale
 
   // ---------- small helpers ----------
 
@@ -211,6 +214,13 @@
 
   // ---------- upload ----------
 
+  // Every file chosen or dropped is its own POST /upload (its own job).
+  // They go one at a time, in order; each has its row in #uploads with its
+  // own progress, and the bar above shows the whole batch. Files added
+  // while a batch is uploading join it.
+  let queue = []; // {file, row} waiting
+  let batch = null; // {count, total, finished, ok: [], failed: [{name, text}]}
+
   function setProgress(pct) {
     pct = Math.max(0, Math.min(100, Math.floor(pct)));
     el.progress.value = pct; // also sets the value attribute
@@ -218,26 +228,89 @@
     el.percent.textContent = pct + ' %';
   }
 
+  // batchProgress is the share of the batch's bytes sent, with loaded
+  // bytes of the file in flight.
+  function batchProgress(loaded) {
+    if (!batch) return;
+    if (batch.total > 0) setProgress(((batch.finished + loaded) * 100) / batch.total);
+    else setProgress(((batch.ok.length + batch.failed.length) * 100) / batch.count);
+  }
+
   function abortUpload() {
+    queue = [];
+    batch = null;
+    el.uploadButton.disabled = false;
     if (uploading) {
       uploading.abort();
       uploading = null;
     }
   }
 
+  function uploadRow(file) {
+    const li = document.createElement('li');
+    li.className = 'upload';
+    li.dataset.state = 'waiting';
+    child(li, 'span', 'upload-name').textContent = file.name;
+    child(li, 'span', 'upload-state').textContent = 'Waiting';
+    const bar = child(li, 'progress', 'upload-progress');
+    bar.max = 100;
+    bar.value = 0;
+    bar.setAttribute('aria-label', 'Upload of ' + file.name);
+    el.uploads.appendChild(li);
+    return li;
+  }
+
+  function rowState(row, state, text, pct) {
+    row.dataset.state = state;
+    row.querySelector('.upload-state').textContent = text;
+    if (pct !== undefined) row.querySelector('.upload-progress').value = pct;
+  }
+
   function upload(ev) {
     ev.preventDefault();
+    const files = el.file.files ? [...el.file.files] : [];
+    if (!files.length) {
+      say(el.uploadMsg, 'Choose a video file first.', 'error');
+      el.file.focus();
+      return;
+    }
+    el.uploadForm.reset(); // the files are queued: a second click does not send them again
+    enqueue(files);
+  }
+
+  function enqueue(files) {
+    if (!getToken()) {
+      sessionExpired();
+      return;
+    }
+    if (!batch) {
+      batch = { count: 0, total: 0, finished: 0, ok: [], failed: [] };
+      el.uploads.replaceChildren();
+      setProgress(0);
+    }
+    for (const file of files) {
+      queue.push({ file, row: uploadRow(file) });
+      batch.count++;
+      batch.total += file.size;
+    }
+    el.progressRow.hidden = false;
+    if (!uploading) next();
+    else batchProgress(0);
+  }
+
+  // next sends the first waiting file, or ends the batch.
+  function next() {
     const token = getToken();
     if (!token) {
       sessionExpired();
       return;
     }
-    const file = el.file.files && el.file.files[0];
-    if (!file) {
-      say(el.uploadMsg, 'Choose a video file first.', 'error');
-      el.file.focus();
+    const item = queue.shift();
+    if (!item) {
+      finishBatch();
       return;
     }
+    const { file, row } = item;
     const form = new FormData();
     form.append('file', file, file.name);
 
@@ -246,56 +319,116 @@
     xhr.open('POST', '/upload');
     xhr.setRequestHeader('Authorization', 'Bearer ' + token);
     xhr.upload.onprogress = (e) => {
-      if (e.lengthComputable && e.total > 0) setProgress((e.loaded * 100) / e.total);
+      if (e.lengthComputable && e.total > 0) {
+        const pct = Math.floor((e.loaded * 100) / e.total);
+        rowState(row, 'uploading', pct + ' %', pct);
+        batchProgress(file.size * e.loaded / e.total);
+      }
     };
-    xhr.upload.onload = () => setProgress(100);
+    xhr.upload.onload = () => {
+      rowState(row, 'uploading', '100 %', 100);
+      batchProgress(file.size);
+    };
     xhr.onload = () => {
+      if (uploading !== xhr) return;
       uploading = null;
-      el.uploadButton.disabled = false;
-      uploaded(xhr, file.name);
+      uploaded(xhr, file, row);
     };
     xhr.onerror = () => {
+      if (uploading !== xhr) return;
       uploading = null;
-      el.uploadButton.disabled = false;
-      say(el.uploadMsg, 'The upload failed: ' + MSG.network.charAt(0).toLowerCase() + MSG.network.slice(1), 'error');
-    };
-    xhr.onabort = () => {
-      el.uploadButton.disabled = false;
+      fileDone(file, row, 'The upload failed: ' + MSG.network.charAt(0).toLowerCase() + MSG.network.slice(1));
     };
 
-    setProgress(0);
-    el.progressRow.hidden = false;
+    const position = batch.count > 1 ? ' (' + (batch.ok.length + batch.failed.length + 1) + ' of ' + batch.count + ')' : '';
+    rowState(row, 'uploading', '0 %', 0);
     el.uploadButton.disabled = true;
-    say(el.uploadMsg, 'Uploading ' + file.name + '…', 'info');
+    say(el.uploadMsg, 'Uploading ' + file.name + position + '…', 'info');
     xhr.send(form);
   }
 
-  function uploaded(xhr, name) {
+  function uploaded(xhr, file, row) {
     const body = xhr.responseText || '';
     switch (xhr.status) {
-      case 200: {
-        setProgress(100);
-        say(el.uploadMsg, 'Uploaded ' + name + '. The conversion has started; the MP3 appears below when it is ready.', 'ok');
-        el.uploadForm.reset();
+      case 200:
+        fileDone(file, row, '');
         refreshJobs();
         return;
-      }
       case 401:
       case 403:
         sessionExpired();
         return;
       case 413: {
         const m = /limit is ([0-9]+ ?[KMGT]i?B)/i.exec(body);
-        say(el.uploadMsg, MSG.tooLarge + (m ? ' (the limit is ' + m[1] + ').' : '.'), 'error');
-        break;
+        fileDone(file, row, MSG.tooLarge + (m ? ' (the limit is ' + m[1] + ').' : '.'));
+        return;
       }
       case 415:
-        say(el.uploadMsg, MSG.notMedia, 'error');
-        break;
+        fileDone(file, row, MSG.notMedia);
+        return;
       default:
-        say(el.uploadMsg, statusText(xhr.status, body), 'error');
+        fileDone(file, row, statusText(xhr.status, body));
     }
-    el.progressRow.hidden = true;
+  }
+
+  // fileDone records one file's outcome (error: '' when it was accepted)
+  // and goes on with the next.
+  function fileDone(file, row, error) {
+    if (!batch) return;
+    batch.finished += file.size;
+    if (error) {
+      batch.failed.push({ name: file.name, text: error });
+      rowState(row, 'failed', error);
+    } else {
+      batch.ok.push(file.name);
+      rowState(row, 'done', 'Uploaded', 100);
+    }
+    batchProgress(0);
+    next();
+  }
+
+  function finishBatch() {
+    const b = batch;
+    batch = null;
+    el.uploadButton.disabled = false;
+    if (!b) return;
+    if (b.count === 1) { // one file: its message, and no list
+      el.uploads.replaceChildren();
+      if (b.ok.length) {
+        setProgress(100);
+        say(el.uploadMsg, 'Uploaded ' + b.ok[0] + '. The conversion has started; the MP3 appears below when it is ready.', 'ok');
+      } else {
+        el.progressRow.hidden = true;
+        say(el.uploadMsg, b.failed[0].text, 'error');
+      }
+      return;
+    }
+    if (!b.failed.length) {
+      setProgress(100);
+      say(el.uploadMsg, 'Uploaded ' + b.count + ' files. The conversions have started; the MP3s appear below when they are ready.', 'ok');
+      return;
+    }
+    say(el.uploadMsg, (b.ok.length ? 'Uploaded ' + b.ok.length + ' of ' + b.count + ' files; ' : 'No file was uploaded; ') +
+      b.failed.map((f) => f.name + ': ' + f.text).join(' '), 'error');
+  }
+
+  // Drag and drop: files dropped on the zone are uploaded at once. A drop
+  // anywhere else is ignored (rather than the browser leaving the page to
+  // open the file).
+  function dragOver(ev) {
+    if (!ev.dataTransfer || ![...ev.dataTransfer.types].includes('Files')) return;
+    ev.preventDefault();
+    const inZone = el.dropZone.contains(ev.target);
+    ev.dataTransfer.dropEffect = inZone ? 'copy' : 'none';
+    el.dropZone.classList.toggle('dragging', inZone);
+  }
+
+  function drop(ev) {
+    if (!ev.dataTransfer) return;
+    ev.preventDefault();
+    el.dropZone.classList.remove('dragging');
+    const files = [...ev.dataTransfer.files];
+    if (files.length && el.dropZone.contains(ev.target) && !el.appView.hidden) enqueue(files);
   }
 
   // ---------- jobs ----------
@@ -303,7 +436,9 @@
   const STATUS = { queued: 'Queued', converting: 'Converting', done: 'Ready', failed: 'Failed', expired: 'Expired' };
 
   function clearJobs() {
+    for (const li of el.jobs.querySelectorAll('.job')) dropAudio(li);
     el.jobs.replaceChildren();
+    deleted.clear();
     el.jobsEmpty.hidden = false;
     say(el.jobsMsg, '');
   }
@@ -370,6 +505,14 @@
     return n;
   }
 
+  // before adds a new element to a job's item, above its buttons.
+  function before(li, tag, cls) {
+    const n = document.createElement(tag);
+    n.className = cls;
+    li.insertBefore(n, li.querySelector('.job-actions'));
+    return n;
+  }
+
   function jobItem(job) {
     const li = document.createElement('li');
     li.className = 'job';
@@ -377,7 +520,40 @@
     child(li, 'span', 'job-name');
     child(li, 'span', 'job-status');
     child(li, 'time', 'job-time');
+    child(li, 'div', 'job-actions');
     return li;
+  }
+
+  // mp3Name is the name a download is saved under: the video's, with .mp3
+  // for its extension (the API's attachment name, <fid>.mp3, is for curl).
+  function mp3Name(filename, fid) {
+    let base = String(filename || '').replace(/^.*[\\/]/, '');
+    const dot = base.lastIndexOf('.');
+    if (dot > 0) base = base.slice(0, dot);
+    base = base.trim();
+    return (base || fid) + '.mp3';
+  }
+
+  const BUTTONS = ['job-play', 'job-download', 'job-delete'];
+
+  // button shows (wanted) or removes the item's button of class cls, kept
+  // in the order of BUTTONS.
+  function button(li, cls, text, wanted) {
+    const actions = li.querySelector('.job-actions');
+    let b = actions.querySelector('.' + cls);
+    if (!wanted) {
+      if (b) b.remove();
+      return null;
+    }
+    if (!b) {
+      b = document.createElement('button');
+      b.type = 'button';
+      b.className = cls + (cls === 'job-download' ? '' : ' secondary');
+      b.textContent = text;
+      const after = BUTTONS.slice(BUTTONS.indexOf(cls) + 1).map((c) => actions.querySelector('.' + c)).find(Boolean);
+      actions.insertBefore(b, after || null);
+    }
+    return b;
   }
 
   // updateJob changes an item in place, so a focused Download button keeps
@@ -386,7 +562,8 @@
     // A done job whose MP3 the retention sweeper deleted.
     const status = job.status === 'done' && job.expired_at ? 'expired' : STATUS[job.status] ? job.status : 'queued';
     li.dataset.status = status;
-    li.querySelector('.job-name').textContent = job.filename || job.id;
+    const label = job.filename || job.id;
+    li.querySelector('.job-name').textContent = label;
     const pct = Math.max(0, Math.min(100, Math.floor(Number(job.progress) || 0)));
     li.querySelector('.job-status').textContent = STATUS[status] + (status === 'converting' ? ' ' + pct + ' %' : '');
     const t = li.querySelector('.job-time');
@@ -399,9 +576,9 @@
     let bar = li.querySelector('.job-progress');
     if (status === 'converting') {
       if (!bar) {
-        bar = child(li, 'progress', 'job-progress');
+        bar = before(li, 'progress', 'job-progress');
         bar.max = 100;
-        bar.setAttribute('aria-label', 'Conversion of ' + (job.filename || job.id));
+        bar.setAttribute('aria-label', 'Conversion of ' + label);
       }
       bar.value = pct;
     } else if (bar) {
@@ -410,11 +587,11 @@
 
     let err = li.querySelector('.job-error');
     if (status === 'failed') {
-      if (!err) err = child(li, 'p', 'job-error');
+      if (!err) err = before(li, 'p', 'job-error');
       const reason = capitalise(job.error);
       err.textContent = reason ? reason.replace(/([^.!?])$/, '$1.') : 'The conversion failed.';
     } else if (status === 'expired') {
-      if (!err) err = child(li, 'p', 'job-error');
+      if (!err) err = before(li, 'p', 'job-error');
       const when = new Date(job.expired_at);
       err.textContent = 'The MP3 was deleted' + (isNaN(when) ? '' : ' on ' + when.toLocaleDateString()) +
         ', after the time MP3s are kept. Upload the video again to convert it anew.';
@@ -422,19 +599,25 @@
       err.remove();
     }
 
-    let btn = li.querySelector('.job-download');
     const fid = job.mp3_fid || '';
-    if (status === 'done' && fid) {
-      if (!btn) {
-        btn = child(li, 'button', 'job-download');
-        btn.type = 'button';
-        btn.textContent = 'Download MP3';
-      }
-      btn.dataset.fid = fid;
-      btn.setAttribute('aria-label', 'Download ' + (job.filename || fid) + ' as MP3');
-    } else if (btn) {
-      btn.remove();
+    const ready = status === 'done' && fid !== '';
+    const name = mp3Name(job.filename, fid);
+    li.dataset.mp3Name = name;
+    const audio = li.querySelector('.job-audio');
+    if (audio && (!ready || audio.dataset.fid !== fid)) dropAudio(li);
+    const play = button(li, 'job-play', 'Listen', ready && !li.querySelector('.job-audio'));
+    if (play) {
+      play.dataset.fid = fid;
+      play.setAttribute('aria-label', 'Listen to ' + label + ' here');
     }
+    const dl = button(li, 'job-download', 'Download MP3', ready);
+    if (dl) {
+      dl.dataset.fid = fid;
+      dl.dataset.name = name;
+      dl.setAttribute('aria-label', 'Download ' + label + ' as ' + name);
+    }
+    const del = button(li, 'job-delete', 'Delete', status === 'done' || status === 'failed' || status === 'expired');
+    if (del) del.setAttribute('aria-label', 'Delete ' + label + ' and its files');
   }
 
   function renderJobs(list) {
@@ -442,14 +625,14 @@
     for (const li of el.jobs.children) existing.set(li.dataset.id, li);
     const wanted = [];
     for (const job of list) {
-      if (!job || !job.id) continue;
+      if (!job || !job.id || deleted.has(job.id)) continue;
       let li = existing.get(job.id);
       if (!li) li = jobItem(job);
       existing.delete(job.id);
       updateJob(li, job);
       wanted.push(li);
     }
-    for (const li of existing.values()) li.remove();
+    for (const li of existing.values()) removeJob(li);
     // Reorder only when needed: moving a node would take its focus away.
     wanted.forEach((li, i) => {
       if (el.jobs.children[i] !== li) el.jobs.insertBefore(li, el.jobs.children[i] || null);
@@ -457,19 +640,17 @@
     el.jobsEmpty.hidden = wanted.length > 0;
   }
 
-  // ---------- download ----------
+  function removeJob(li) {
+    dropAudio(li);
+    li.remove();
+    el.jobsEmpty.hidden = el.jobs.children.length > 0;
+  }
 
-  // download fetches the MP3 with the token in the header and hands it to
-  // the browser as <fid>.mp3; label names it in the messages.
-  async function download(fid, label) {
-    const what = label ? label + ' (' + fid + '.mp3)' : fid + '.mp3';
-    const token = getToken();
-    if (!token) {
-      pendingDownload = fid;
-      sessionExpired();
-      return;
-    }
-    say(el.downloadMsg, 'Downloading ' + what + '…', 'info');
+  // ---------- the MP3s: listen, download, delete ----------
+
+  // getMP3 fetches MP3 fid with the token in the header: {blob}, or
+  // {status, text} saying why not (status 401 or 403: the session is over).
+  async function getMP3(fid, token) {
     let resp;
     try {
       resp = await fetch('/download?fid=' + encodeURIComponent(fid), {
@@ -478,13 +659,7 @@
         cache: 'no-store',
       });
     } catch (e) {
-      say(el.downloadMsg, 'The download failed: ' + MSG.network.charAt(0).toLowerCase() + MSG.network.slice(1), 'error');
-      return;
-    }
-    if (resp.status === 401 || resp.status === 403) {
-      pendingDownload = fid;
-      sessionExpired();
-      return;
+      return { status: 0, text: MSG.network };
     }
     if (!resp.ok) {
       const body = await resp.text().catch(() => '');
@@ -492,31 +667,161 @@
         ? 'That MP3 was not found. It may not be ready yet, or it belongs to another account.'
         : resp.status === 410 && body ? capitalise(body).replace(/([^.!?])$/, '$1.')
         : statusText(resp.status, body);
-      say(el.downloadMsg, text, 'error');
-      return;
+      return { status: resp.status, text };
     }
-    let blob;
     try {
-      blob = await resp.blob();
+      return { blob: await resp.blob() };
     } catch (e) {
-      say(el.downloadMsg, 'The download was interrupted, try again.', 'error');
+      return { status: 0, text: 'The download was interrupted, try again.' };
+    }
+  }
+
+  function lower(s) {
+    return s.charAt(0).toLowerCase() + s.slice(1);
+  }
+
+  // listen loads the job's MP3 into an <audio> player in its item (a Blob
+  // URL: the page's token cannot ride on a src attribute), and plays it.
+  async function listen(li, btn) {
+    const fid = btn.dataset.fid;
+    const token = getToken();
+    if (!token) {
+      sessionExpired();
       return;
     }
-    const url = URL.createObjectURL(blob);
+    btn.disabled = true;
+    btn.textContent = 'Loading…';
+    const r = await getMP3(fid, token);
+    if (!li.isConnected || li.querySelector('.job-audio')) return;
+    if (!r.blob) {
+      if (r.status === 401 || r.status === 403) {
+        sessionExpired();
+        return;
+      }
+      btn.disabled = false;
+      btn.textContent = 'Listen';
+      say(el.downloadMsg, 'Could not load ' + li.dataset.mp3Name + ': ' + lower(r.text), 'error');
+      return;
+    }
+    const audio = document.createElement('audio');
+    audio.className = 'job-audio';
+    audio.controls = true;
+    audio.preload = 'metadata';
+    audio.dataset.fid = fid;
+    audio.src = URL.createObjectURL(r.blob);
+    audio.setAttribute('aria-label', 'Play ' + li.querySelector('.job-name').textContent);
+    li.appendChild(audio);
+    btn.remove();
+    audio.focus();
+    audio.play().catch(() => { /* autoplay refused: the controls are there */ });
+  }
+
+  // dropAudio removes an item's player and frees its MP3.
+  function dropAudio(li) {
+    const audio = li.querySelector('.job-audio');
+    if (!audio) return;
+    audio.pause();
+    URL.revokeObjectURL(audio.src);
+    audio.remove();
+  }
+
+  // nameFor is the saved name of MP3 fid: its job's video name with .mp3
+  // when the job is in the list (or the first page of it), else <fid>.mp3.
+  async function nameFor(fid, token) {
+    const shown = [...el.jobs.querySelectorAll('.job-download')].find((b) => b.dataset.fid === fid);
+    if (shown) return shown.dataset.name;
+    try {
+      const resp = await fetch('/jobs', { headers: { Authorization: 'Bearer ' + token }, credentials: 'omit', cache: 'no-store' });
+      const list = resp.ok ? await resp.json() : [];
+      const job = Array.isArray(list) ? list.find((j) => j && j.mp3_fid === fid) : null;
+      if (job) return mp3Name(job.filename, fid);
+    } catch (e) { /* the name is a nicety */ }
+    return fid + '.mp3';
+  }
+
+  // download fetches the MP3 with the token in the header and hands it to
+  // the browser, saved as name (the video's name with .mp3).
+  async function download(fid, name) {
+    const token = getToken();
+    if (!token) {
+      pendingDownload = fid;
+      sessionExpired();
+      return;
+    }
+    if (!name) name = await nameFor(fid, token);
+    say(el.downloadMsg, 'Downloading ' + name + '…', 'info');
+    // A player in the page has the MP3 already.
+    const audio = [...el.jobs.querySelectorAll('.job-audio')].find((a) => a.dataset.fid === fid);
+    let url = audio ? audio.src : '';
+    if (!url) {
+      const r = await getMP3(fid, token);
+      if (!r.blob) {
+        if (r.status === 401 || r.status === 403) {
+          pendingDownload = fid;
+          sessionExpired();
+          return;
+        }
+        say(el.downloadMsg, r.status === 0 && r.text === MSG.network ? 'The download failed: ' + lower(r.text) : r.text, 'error');
+        return;
+      }
+      url = URL.createObjectURL(r.blob);
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    }
     const a = document.createElement('a');
     a.href = url;
-    a.download = fid + '.mp3';
+    a.download = name;
     a.hidden = true;
     document.body.appendChild(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60000);
-    say(el.downloadMsg, 'Downloaded ' + what + '.', 'ok');
+    say(el.downloadMsg, 'Downloaded ' + name + '.', 'ok');
+  }
+
+  // deleteJob deletes a finished job and its files (DELETE /jobs/{id}) and
+  // takes it off the list.
+  async function deleteJob(li, btn) {
+    const id = li.dataset.id;
+    const label = li.querySelector('.job-name').textContent;
+    const token = getToken();
+    if (!token) {
+      sessionExpired();
+      return;
+    }
+    btn.disabled = true;
+    let resp;
+    try {
+      resp = await fetch('/jobs/' + encodeURIComponent(id), {
+        method: 'DELETE',
+        headers: { Authorization: 'Bearer ' + token },
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+    } catch (e) {
+      btn.disabled = false;
+      say(el.downloadMsg, 'Could not delete ' + label + ': ' + lower(MSG.network), 'error');
+      return;
+    }
+    if (resp.status === 401 || resp.status === 403) {
+      sessionExpired();
+      return;
+    }
+    if (resp.status === 204 || resp.status === 404) { // 404: gone already
+      deleted.add(id);
+      removeJob(li);
+      say(el.downloadMsg, 'Deleted ' + label + '.', 'ok');
+      return;
+    }
+    btn.disabled = false;
+    say(el.downloadMsg, 'Could not delete ' + label + ': ' + lower(statusText(resp.status, await resp.text().catch(() => ''))), 'error');
   }
 
   function onJobsClick(ev) {
-    const btn = ev.target.closest('.job-download');
-    if (btn && btn.dataset.fid) download(btn.dataset.fid, btn.closest('.job').querySelector('.job-name').textContent);
+    const btn = ev.target.closest('button');
+    const li = btn && btn.closest('.job');
+    if (!li || btn.disabled) return;
+    if (btn.classList.contains('job-download') && btn.dataset.fid) download(btn.dataset.fid, btn.dataset.name);
+    else if (btn.classList.contains('job-play') && btn.dataset.fid) listen(li, btn);
+    else if (btn.classList.contains('job-delete')) deleteJob(li, btn);
   }
 
   // The link of the notification email: /?download=<fid>.
@@ -539,6 +844,12 @@
     el.uploadForm.addEventListener('submit', upload);
     el.logout.addEventListener('click', logout);
     el.jobs.addEventListener('click', onJobsClick);
+    document.addEventListener('dragenter', dragOver);
+    document.addEventListener('dragover', dragOver);
+    document.addEventListener('dragleave', (ev) => {
+      if (!ev.relatedTarget || !el.dropZone.contains(ev.relatedTarget)) el.dropZone.classList.remove('dragging');
+    });
+    document.addEventListener('drop', drop);
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && polling) refreshJobs();
     });
