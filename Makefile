@@ -4,6 +4,8 @@
 
 SHELL    := /bin/bash
 export MP3_RUN_DIR ?= $(CURDIR)/.run
+# kubectl: the machine's, else the one deploy/k8s/cluster.sh builds beside the control plane.
+export PATH := $(PATH):$(or $(MP3_K8S_CACHE),$(HOME)/.cache/mp3converter-k8s/v1.37.2)/bin
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 SERVICES := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))

@@ -26,6 +26,8 @@ CACHE="${MP3_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mp3converter-k8s/$K8S_VE
 RUN="${MP3_K8S_RUN:-${TMPDIR:-/tmp}/mp3converter-k8s-run}"
 BIN="$CACHE/bin"
 export GOWORK=off GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+# kubectl: the machine's if it has one, else the one built beside the control plane.
+export PATH="$PATH:$BIN"
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -45,7 +47,7 @@ version_ldflags() {
 built() {
 	[[ -f "$CACHE/stamp" && "$(cat "$CACHE/stamp")" == "$(stamp)" ]] || return 1
 	local b
-	for b in etcd kube-apiserver kube-controller-manager kube-scheduler fakekubelet; do
+	for b in etcd kube-apiserver kube-controller-manager kube-scheduler fakekubelet kubectl; do
 		[[ -x "$BIN/$b" ]] || return 1
 	done
 }
@@ -64,7 +66,8 @@ cmd_build() {
 	(cd "$HERE" && go build -ldflags "$(version_ldflags)" -o "$tmp/" ./etcd ./fakekubelet \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-controller-manager \
-		k8s.io/kubernetes/cmd/kube-scheduler) || { rm -rf "$tmp"; die "build failed"; }
+		k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kubectl) || { rm -rf "$tmp"; die "build failed"; }
 	rm -rf "$BIN"
 	mv "$tmp" "$BIN"
 	stamp >"$CACHE/stamp"

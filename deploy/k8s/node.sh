@@ -36,6 +36,7 @@ BRIDGE=mp3br0 BRIDGE_IP=10.244.0.1 POD_CIDR=10.244.0.0/24
 DNS_IP=10.0.0.10 # in cluster.sh's service range 10.0.0.0/24
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 export GOWORK=off GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0
+export PATH="$PATH:$CACHE/bin" # kubectl, if the machine has none (cluster.sh builds one)
 
 log() { printf 'node.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -299,12 +300,24 @@ forward_host_ports() {
 	done
 }
 
+# need_packages: what the node runs from Debian (runc, the CNI plugins,
+# iptables, socat, iproute2, openssl), installed when missing.
+need_packages() {
+	local missing=() t
+	declare -A pkg=([runc]=runc [socat]=socat [iptables]=iptables [ip]=iproute2 [openssl]=openssl)
+	for t in "${!pkg[@]}"; do command -v "$t" >/dev/null || missing+=("${pkg[$t]}"); done
+	[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+	((${#missing[@]} == 0)) && return
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 ||
+		die "apt-get install ${missing[*]} failed"
+}
+
 cmd_up() {
 	cluster
 	[[ $EUID == 0 ]] || die "run as root (containers, mounts, iptables)"
-	local t
-	for t in runc socat iptables ip openssl; do command -v "$t" >/dev/null || die "$t is not installed"; done
-	[[ -x /usr/lib/cni/bridge ]] || die "the CNI plugins are not installed (Debian: containernetworking-plugins)"
+	need_packages
 	[[ -n ${MP3_NODE_REGISTRY:-} ]] || die "MP3_NODE_REGISTRY (the images' registry, host:port) is not set"
 	[[ ! -d "$NODE/pids" ]] || die "$NODE holds a node: run '$0 down' first"
 	cmd_build

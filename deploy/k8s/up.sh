@@ -23,6 +23,7 @@ export MP3_K8S_RUN="${MP3_K8S_RUN:-${TMPDIR:-/tmp}/mp3converter-k8s-node}"
 RUN=$MP3_K8S_RUN
 export VERSION="${VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)}"
 NS=mp3converter
+export PATH="$PATH:${MP3_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mp3converter-k8s/v1.37.2}/bin" # kubectl (cluster.sh)
 NODE_PORT=30080 # the gateway's NodePort
 # The suite's own names on the shared servers, apart from `make run`'s.
 DB=mp3k8s_auth VIDEOS_DB=k8s_videos MP3S_DB=k8s_mp3s VIDEO_QUEUE=k8s_video MP3_QUEUE=k8s_mp3
