@@ -83,14 +83,15 @@ func TestRealNode(t *testing.T) {
 	t.Run("journey", func(t *testing.T) {
 		// An MP4 as ffmpeg writes it by default: its index at the end, so
 		// the converter needs its scratch emptyDir (the root is read-only).
-		video := makeVideo(t, 60, "320x240", 10)
+		video := testenv.Video(t, "clip-60s.mp4", 60, "320x240", 10)
 		fid := n.upload(t, tok, video)
 		mail := (&testenv.Mailpit{API: strings.TrimSuffix(env["MAILPIT_API"], "/api/v1")}).WaitFor(t, email, 3*time.Minute)
 		if !strings.Contains(mail.Text, fid) {
 			t.Errorf("the email does not name the MP3 %s:\n%s", fid, mail.Text)
 		}
 		mp3 := n.download(t, tok, fid)
-		format, dur := probe(t, mp3)
+		p := testenv.FFprobe(t, mp3)
+		format, dur := p.Format.FormatName, p.Seconds()
 		if format != "mp3" || dur < 59 || dur > 61 {
 			t.Fatalf("ffprobe says %s, %.2f s; want mp3, 60 s", format, dur)
 		}
@@ -101,7 +102,7 @@ func TestRealNode(t *testing.T) {
 	t.Run("converter pod deleted mid-conversion", func(t *testing.T) {
 		// Twenty minutes of sound behind a tiny picture: long enough to
 		// catch the conversion in flight.
-		fid := n.upload(t, tok, makeVideo(t, 1200, "64x64", 1))
+		fid := n.upload(t, tok, testenv.Video(t, "clip-1200s.mp4", 1200, "64x64", 1))
 		var holder string
 		testenv.Eventually(t, 2*time.Minute, "a converter holds the video's lease", func() bool {
 			holder = n.leaseHolder(fid)
@@ -119,7 +120,7 @@ func TestRealNode(t *testing.T) {
 	t.Run("gateway rolling restart under uploads", func(t *testing.T) {
 		// Three clients upload one after the other (each waits for its job,
 		// within USER_MAX_ACTIVE) while the gateway's pods are replaced.
-		clip := makeVideo(t, 2, "160x120", 5)
+		clip := testenv.Video(t, "clip-2s.mp4", 2, "160x120", 5)
 		stop := make(chan struct{})
 		var mu sync.Mutex
 		var accepted []string
@@ -458,39 +459,4 @@ func (n *node) checkContainers(t *testing.T) {
 	if seen < 8 {
 		t.Errorf("checked %d containers, want the 8 of the four Deployments", seen)
 	}
-}
-
-// makeVideo writes an MP4 (index at the end) with a 440 Hz tone.
-func makeVideo(t *testing.T, seconds int, size string, rate int) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), fmt.Sprintf("clip-%ds.mp4", seconds))
-	d := strconv.Itoa(seconds)
-	out, err := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), "-hide_banner", "-loglevel", "error",
-		"-f", "lavfi", "-i", fmt.Sprintf("testsrc=size=%s:rate=%d:duration=%s", size, rate, d),
-		"-f", "lavfi", "-i", "sine=frequency=440:duration="+d,
-		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", p).CombinedOutput()
-	if err != nil {
-		t.Fatalf("make video: %v\n%s", err, out)
-	}
-	return p
-}
-
-func probe(t *testing.T, file string) (format string, seconds float64) {
-	t.Helper()
-	out, err := exec.Command(testenv.Getenv(t, "FFPROBE_PATH"), "-v", "error", "-show_entries",
-		"format=format_name,duration", "-of", "json", file).Output()
-	if err != nil {
-		t.Fatalf("ffprobe: %v", err)
-	}
-	var p struct {
-		Format struct {
-			FormatName string `json:"format_name"`
-			Duration   string `json:"duration"`
-		} `json:"format"`
-	}
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := strconv.ParseFloat(p.Format.Duration, 64)
-	return p.Format.FormatName, d
 }

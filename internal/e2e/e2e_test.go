@@ -369,41 +369,12 @@ func (s *suite) queueDepth(t *testing.T, q string) int {
 // makeVideo writes a video of the given seconds with a 440 Hz tone.
 func makeVideo(t *testing.T, seconds int) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "holiday.mp4")
-	d := strconv.Itoa(seconds)
-	out, err := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), "-hide_banner", "-loglevel", "error",
-		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration="+d,
-		"-f", "lavfi", "-i", "sine=frequency=440:duration="+d,
-		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", p).CombinedOutput()
-	if err != nil {
-		t.Fatalf("make video: %v\n%s", err, out)
-	}
-	return p
+	return testenv.Video(t, "holiday.mp4", seconds, "320x240", 10)
 }
 
-type probe struct {
-	Format struct {
-		FormatName string `json:"format_name"`
-		Duration   string `json:"duration"`
-	} `json:"format"`
-	Streams []struct {
-		CodecName string `json:"codec_name"`
-		CodecType string `json:"codec_type"`
-	} `json:"streams"`
-}
-
-func ffprobe(t *testing.T, path string) probe {
+func ffprobe(t *testing.T, path string) testenv.Probe {
 	t.Helper()
-	out, err := exec.Command(testenv.Getenv(t, "FFPROBE_PATH"), "-v", "error", "-print_format", "json",
-		"-show_format", "-show_streams", path).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v", path, err)
-	}
-	var p probe
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.FFprobe(t, path)
 }
 
 var fidLine = regexp.MustCompile(`mp3 file_id: ([0-9a-f]{24}) is now ready!`)
