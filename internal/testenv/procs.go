@@ -3,7 +3,6 @@ package testenv
 import (
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,17 +50,6 @@ func Binary(t testing.TB, name string) string {
 	}
 	built[name] = p
 	return p
-}
-
-// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Proc is a service binary started by a test.
