@@ -3,14 +3,18 @@ package ffmpeg
 import "bytes"
 
 // What ffprobe and ffmpeg may open. An input is only ever read from a local
-// file or from a pipe, in a real media container: no other protocol (http,
-// tcp, udp, rtp, data, subfile, concat, crypto, …) and none of the demuxers
+// file, from a pipe, or (a Seekable input) from this process over HTTP on
+// a loopback port, in a real media container: no other protocol (udp, rtp,
+// data, subfile, concat, crypto, …; http and tcp only for Seekable, whose
+// demuxers open no other URL: mov's data references, enable_drefs, are
+// off by default) and none of the demuxers
 // that read a playlist or a script and then open what it names (hls, dash,
 // concat, sdp, rtsp, image2, lavfi, ffmetadata, …), whatever the ffmpeg
 // build in an image enables by default.
 const (
 	fileProtocols = "file"
 	pipeProtocols = "pipe"
+	httpProtocols = "http,tcp"
 
 	// mediaDemuxers is ffmpeg's -format_whitelist: common audio and video
 	// containers, by their demuxer names (ffmpeg -demuxers). A demuxer
@@ -24,12 +28,16 @@ const (
 )
 
 // inputOptions are the options ffprobe and ffmpeg get before "-i input".
-func inputOptions(input string) []string {
+func inputOptions(in Input) []string {
+	var extra []string
 	protocols := fileProtocols
-	if input == "pipe:0" {
+	switch {
+	case in.stdin != nil:
 		protocols = pipeProtocols
+	case in.open != nil:
+		protocols, extra = httpProtocols, seekableOptions
 	}
-	return []string{"-protocol_whitelist", protocols, "-format_whitelist", mediaDemuxers}
+	return append([]string{"-protocol_whitelist", protocols, "-format_whitelist", mediaDemuxers}, extra...)
 }
 
 // SniffBytes is how much of an input ScriptKind needs to look at.

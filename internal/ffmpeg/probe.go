@@ -45,10 +45,20 @@ var ErrNotMedia = errors.New("ffprobe cannot read the input")
 // wrapping ErrNotMedia; anything else (ffprobe missing, killed, ctx ended)
 // is a plain error.
 func Probe(ctx context.Context, ffprobe string, in Input) (Info, error) {
+	input := in.name
+	var srv *server
+	if in.open != nil {
+		var err error
+		if srv, err = serve(in, nil); err != nil {
+			return Info{}, err
+		}
+		defer srv.Close()
+		input = srv.url
+	}
 	args := append([]string{"-v", "error", "-hide_banner",
 		"-show_entries", "format=format_name,duration:stream=index,codec_type,codec_name,bit_rate,duration,sample_rate,channels",
-		"-of", "json"}, inputOptions(in.name)...)
-	cmd := exec.CommandContext(ctx, ffprobe, append(args, "-i", in.name)...)
+		"-of", "json"}, inputOptions(in)...)
+	cmd := exec.CommandContext(ctx, ffprobe, append(args, "-i", input)...)
 	cmd.Stdin = in.stdin
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
@@ -60,6 +70,8 @@ func Probe(ctx context.Context, ffprobe string, in Input) (Info, error) {
 	switch {
 	case ctx.Err() != nil:
 		return Info{}, fmt.Errorf("ffprobe: %w", ctx.Err())
+	case srv != nil && srv.Err() != nil:
+		return Info{}, fmt.Errorf("ffprobe: %w", srv.Err()) // storage, not the file
 	case errors.As(err, &ee):
 		return Info{}, fmt.Errorf("%w: %v: %s", ErrNotMedia, err, stderr.String())
 	case err != nil:

@@ -34,11 +34,14 @@ type Cmd struct {
 // Args is ffmpeg's command line (without the binary): progress on fd 3,
 // the input within the whitelists (see the package comment), the output
 // options, the output on standard output.
-func (c Cmd) Args() []string {
+func (c Cmd) Args() []string { return c.args(c.Input.name) }
+
+// args is Args with input as the input's name (a Seekable input's URL).
+func (c Cmd) args(input string) []string {
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
 		"-progress", "pipe:3", "-stats_period", "0.5"}
-	args = append(args, inputOptions(c.Input.name)...)
-	args = append(args, "-i", c.Input.name)
+	args = append(args, inputOptions(c.Input)...)
+	args = append(args, "-i", input)
 	args = append(args, c.Output...)
 	return append(args, "pipe:1")
 }
@@ -53,7 +56,7 @@ type Result struct {
 	Complete bool
 }
 
-// ErrInput is the failure to read a Pipe input (a download that broke):
+// ErrInput is the failure to read a Pipe or Seekable input (a download that broke):
 // ffmpeg is killed before its input ends, so that a partial input never
 // ends in a "successful" short output. Wait's error wraps it and the
 // reader's error.
@@ -91,6 +94,7 @@ type Process struct {
 
 	feedDone chan struct{} // closed when the stdin feeder has returned
 	feedErr  error         // set before feedDone is closed
+	server   *server       // a Seekable input's (nil: none)
 
 	once    sync.Once
 	waitErr error // ffmpeg's exit
@@ -100,19 +104,37 @@ type Process struct {
 
 // Start starts c; ffmpeg is killed when ctx ends. The caller reads the output with Read, and in the end calls Wait.
 func Start(ctx context.Context, c Cmd) (*Process, error) {
-	cmd := exec.CommandContext(ctx, c.Path, c.Args()...)
+	p := &Process{stderr: &tailBuffer{max: 4096}, check: c.Check,
+		progDone: make(chan struct{}), feedDone: make(chan struct{})}
+	input := c.Input.name
+	started := make(chan struct{}) // closed once p.cmd.Process is set
+	if c.Input.open != nil {
+		srv, err := serve(c.Input, func() {
+			select {
+			case <-started:
+				_ = p.cmd.Process.Kill()
+			default:
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.server, input = srv, srv.url
+	}
+	cmd := exec.CommandContext(ctx, c.Path, c.args(input)...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
-	p := &Process{cmd: cmd, stderr: &tailBuffer{max: 4096}, check: c.Check,
-		progDone: make(chan struct{}), feedDone: make(chan struct{})}
+	p.cmd = cmd
 	cmd.Stderr = p.stderr
 	pr, pw, err := os.Pipe()
 	if err != nil {
+		p.closeServer()
 		return nil, fmt.Errorf("progress pipe: %w", err)
 	}
 	fail := func(err error) (*Process, error) {
 		pr.Close()
 		pw.Close()
+		p.closeServer()
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{pw} // fd 3
@@ -130,6 +152,7 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start ffmpeg: %w", err))
 	}
+	close(started)
 	pw.Close() // the child has its copy: EOF when it exits
 	go p.readProgress(pr)
 	p.out = readahead.New(stdout, 8, 256<<10)
@@ -203,6 +226,8 @@ func (p *Process) Read(b []byte) (int, error) {
 		p.ended = true
 		if werr := p.wait(); werr != nil {
 			p.failed = werr
+		} else if p.server != nil && p.server.Err() != nil {
+			p.failed = p.server.Err() // ffmpeg ended on a cut input
 		} else if p.check != nil {
 			p.failed = p.check(Result{Position: p.Position(), Complete: true})
 		}
@@ -225,6 +250,8 @@ func (p *Process) Wait() (Result, error) {
 	switch {
 	case p.feedErr != nil:
 		return res, p.feedErr
+	case p.server != nil && p.server.Err() != nil:
+		return res, p.server.Err()
 	case p.ended && p.failed != nil:
 		return res, p.failed
 	}
@@ -237,11 +264,18 @@ func (p *Process) wait() error {
 		err := p.cmd.Wait() // closes stdout: a read-ahead still reading stops
 		p.out.Close()
 		<-p.progDone
+		p.closeServer()
 		if err != nil {
 			p.waitErr = &ExitError{Err: err, Stderr: p.stderr.String()}
 		}
 	})
 	return p.waitErr
+}
+
+func (p *Process) closeServer() {
+	if p.server != nil {
+		p.server.Close()
+	}
 }
 
 // tailBuffer keeps the last max bytes written to it.
