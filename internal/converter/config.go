@@ -175,6 +175,7 @@ type Config struct {
 	ScratchDir      string        `env:"SCRATCH_DIR"`
 	ScratchLimit    int64         `env:"SCRATCH_LIMIT_BYTES" envDefault:"0"`
 	StreamFaststart bool          `env:"STREAM_FASTSTART" envDefault:"true"`
+	SeekableInput   bool          `env:"SEEKABLE_INPUT" envDefault:"true"`
 	MaxDuration     time.Duration `env:"MAX_DURATION" envDefault:"3h"`
 	MaxInputBytes   int64         `env:"MAX_INPUT_BYTES" envDefault:"4294967296"`
 	ProbeTimeout    time.Duration `env:"PROBE_TIMEOUT" envDefault:"1m"`
@@ -286,6 +287,7 @@ func (c Config) Options() (Options, error) {
 		ScratchDir:      scratch,
 		ScratchLimit:    c.ScratchLimit,
 		StreamFaststart: c.StreamFaststart,
+		SeekableInput:   c.SeekableInput,
 		MaxDuration:     c.MaxDuration,
 		MaxInputBytes:   c.MaxInputBytes,
 		ProbeTimeout:    c.ProbeTimeout,

@@ -84,6 +84,39 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 			return gridfs.FileInfo{}, err
 		}
 	}
+	return s.transcode(ctx, j, in, pr, name, mode, t)
+}
+
+// convertSeekable is convert for a video ffmpeg reads from storage where it
+// needs to (ffmpeg.Seekable over ra): no temporary file, no full download
+// first, only the chunks the audio is in where the file's interleave and
+// the server's costs allow (see gridfs.RandomAccess). The bytes read from
+// storage are counted in the job's log line and the metrics.
+func (s *Service) convertSeekable(ctx context.Context, j *job, ra *gridfs.RandomAccess, name string) (gridfs.FileInfo, error) {
+	t := time.Now()
+	if _, err := refuseScripts(ra.NewReader()); err != nil {
+		return gridfs.FileInfo{}, err
+	}
+	defer func() {
+		read, size := ra.Fetched(), ra.Size()
+		j.phases = append(j.phases, "read_bytes", read, "read_ratio", math.Round(float64(read)/float64(max(size, 1))*1000)/1000)
+		s.d.Metrics.read(read, size)
+	}()
+	in := ffmpeg.Seekable(ra.NewReader, ra.Size())
+	pr, err := s.probe(ctx, in)
+	t = j.lap("probe", t)
+	switch {
+	case errors.Is(err, ffmpeg.ErrNotMedia):
+		return gridfs.FileInfo{}, permanent("the file is not a video or audio file ffmpeg can read", err)
+	case err != nil:
+		return gridfs.FileInfo{}, err
+	}
+	return s.transcode(ctx, j, in, pr, name, "seekable", t)
+}
+
+// transcode runs ffmpeg on in (probed: pr) and stores its MP3; t is when
+// the conversion phase starts.
+func (s *Service) transcode(ctx context.Context, j *job, in ffmpeg.Input, pr ffmpeg.Info, name, mode string, t time.Time) (gridfs.FileInfo, error) {
 	if pr.Audio == nil {
 		return gridfs.FileInfo{}, permanent("the video has no audio track", fmt.Errorf("format %s", pr.Format))
 	}

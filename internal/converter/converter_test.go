@@ -103,6 +103,7 @@ func TestFaststartStreamsWithoutScratchSpace(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	opt := h.options()
+	opt.SeekableInput = false // the pipe and temporary-file paths
 	opt.ScratchDir = "/nonexistent/scratch"
 	opt.Consume.MaxAttempts = 1
 	h.start(h.deps(), opt)
@@ -459,6 +460,7 @@ func TestKilledMidJobAnotherConverterFinishes(t *testing.T) {
 	h := newHarness(t)
 	optA := h.options()
 	optA.FFmpegPath = slowFFmpeg(t, h.ffmpeg)
+	optA.SeekableInput = false // finds ffmpeg by its temporary file
 	optA.ScratchDir = t.TempDir()
 	optA.Consume.ShutdownTimeout = 300 * time.Millisecond
 	stopA := h.start(h.deps(), optA)

@@ -153,7 +153,7 @@ func (h *harness) options() Options {
 		Consume: mq.ConsumeOptions{Concurrency: 2, MaxAttempts: 3,
 			RetryBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 			ShutdownTimeout: 10 * time.Second},
-		ScratchDir: h.scratch, StreamFaststart: true,
+		ScratchDir: h.scratch, StreamFaststart: true, SeekableInput: true,
 		MaxDuration: time.Hour, MaxInputBytes: 1 << 30,
 		ProbeTimeout: 30 * time.Second, JobTimeout: 2 * time.Minute,
 		ProgressInterval: 200 * time.Millisecond,

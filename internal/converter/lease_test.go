@@ -344,6 +344,7 @@ func TestConversionStopsWhenItsDeliveryIsLost(t *testing.T) {
 	purl, proxy := testenv.RabbitMQProxy(t)
 	opt := h.options()
 	opt.FFmpegPath = slowFFmpeg(t, h.ffmpeg)
+	opt.SeekableInput = false    // finds ffmpeg by its temporary file
 	opt.ScratchDir = t.TempDir() // named on ffmpeg's command line
 	h.service(h.dialBroker(purl), h.deps(), opt)
 

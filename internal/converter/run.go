@@ -28,7 +28,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("starting", "port", cfg.Port, "video_queue", opt.VideoQueue, "mp3_queue", opt.MP3Queue,
 		"concurrency", opt.Consume.Concurrency, "bitrate", opt.Bitrate, "max_duration", opt.MaxDuration.String(),
-		"scratch_dir", opt.ScratchDir, "scratch_limit_bytes", opt.ScratchLimit, "stream_faststart", opt.StreamFaststart,
+		"scratch_dir", opt.ScratchDir, "scratch_limit_bytes", opt.ScratchLimit, "stream_faststart", opt.StreamFaststart, "seekable_input", opt.SeekableInput,
 		"job_timeout", opt.JobTimeout.String(), "job_lease_ttl", opt.LeaseTTL.String(),
 		"broker_consumer_timeout", cfg.BrokerConsumerTimeout.String())
 	if opt.Consume.Prefetch > opt.Consume.Concurrency && cfg.BrokerConsumerTimeout > 0 {

@@ -131,6 +131,7 @@ func TestScratchLimit(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
 		opt := h.options()
+		opt.SeekableInput = false // the scratch space is the temporary-file path's
 		opt.ScratchLimit = min(size("mp4"), size("mp4-faststart")) - 1
 		h.start(h.deps(), opt)
 		fid := h.submitFile(media(t, "mp4"), "big.mp4", user)
@@ -148,6 +149,7 @@ func TestScratchLimit(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
 		opt := h.options()
+		opt.SeekableInput = false
 		opt.ScratchLimit = size("mp4") * 3 / 2 // room for one at a time
 		opt.Consume.Concurrency = 2
 		opt.FFmpegPath = slowFFmpeg(t, h.ffmpeg) // each holds its file for 3 s

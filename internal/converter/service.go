@@ -40,10 +40,14 @@ type Options struct {
 	// system's free space.
 	ScratchLimit    int64
 	StreamFaststart bool
-	MaxDuration     time.Duration
-	MaxInputBytes   int64
-	ProbeTimeout    time.Duration
-	JobTimeout      time.Duration
+	// SeekableInput: ffmpeg reads the stored video where it needs to
+	// (gridfs.RandomAccess served by ffmpeg.Seekable), with no temporary
+	// file; false: pipe (faststart MP4) or temporary file, as before.
+	SeekableInput bool
+	MaxDuration   time.Duration
+	MaxInputBytes int64
+	ProbeTimeout  time.Duration
+	JobTimeout    time.Duration
 	// LeaseTTL is how long a video's lease lasts unrenewed (renewed every
 	// third of it) [2m].
 	LeaseTTL time.Duration
@@ -60,6 +64,7 @@ type Options struct {
 type (
 	videoStore interface {
 		Open(ctx context.Context, id bson.ObjectID, offset int64) (io.ReadCloser, gridfs.FileInfo, error)
+		OpenRandom(ctx context.Context, id bson.ObjectID, opt gridfs.RandomOptions) (*gridfs.RandomAccess, error)
 		Delete(ctx context.Context, id bson.ObjectID) error
 	}
 	mp3Store interface {
@@ -398,14 +403,28 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 		return "", fmt.Errorf("look for an existing mp3: %w", err)
 	}
 
-	src, info, err := s.d.Videos.Open(ctx, j.id, 0)
+	var (
+		src  io.ReadCloser
+		ra   *gridfs.RandomAccess
+		info gridfs.FileInfo
+		err  error
+	)
+	if s.opt.SeekableInput {
+		if ra, err = s.d.Videos.OpenRandom(ctx, j.id, gridfs.RandomOptions{}); err == nil {
+			info = ra.Info()
+			defer ra.Close()
+		}
+	} else {
+		if src, info, err = s.d.Videos.Open(ctx, j.id, 0); err == nil {
+			defer src.Close()
+		}
+	}
 	switch {
 	case errors.Is(err, gridfs.ErrNotFound):
 		return "", permanent("the video was not found (it may have been deleted)", err)
 	case err != nil:
 		return "", fmt.Errorf("open video: %w", err)
 	}
-	defer src.Close()
 	j.adoptOwner(info.Metadata, "video")
 	switch {
 	case info.Length == 0:
@@ -420,7 +439,11 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	j.log.Info("converting", "bytes", info.Length)
 
 	name := mp3Name(j.msg.Filename, info, j.fid())
-	_, err = s.convert(ctx, j, src, info, name)
+	if ra != nil {
+		_, err = s.convertSeekable(ctx, j, ra, name)
+	} else {
+		_, err = s.convert(ctx, j, src, info, name)
+	}
 	switch {
 	case errors.Is(err, gridfs.ErrExists):
 		// Another converter stored it meanwhile (a duplicate delivery).
