@@ -89,19 +89,11 @@ func (s *Service) convert(ctx context.Context, j *job, src io.Reader, info gridf
 
 // convertSeekable is convert for a video ffmpeg reads from storage where it
 // needs to (ffmpeg.Seekable over ra): no temporary file, no full download
-// first, only the chunks the audio is in where the file's interleave and
-// the server's costs allow (see gridfs.RandomAccess). The bytes read from
-// storage are counted in the job's log line and the metrics.
+// first (an MP4 with its index at the end), only the chunks the audio is
+// in where the file's interleave and the server's costs allow (see
+// gridfs.RandomAccess).
 func (s *Service) convertSeekable(ctx context.Context, j *job, ra *gridfs.RandomAccess, name string) (gridfs.FileInfo, error) {
 	t := time.Now()
-	if _, err := refuseScripts(ra.NewReader()); err != nil {
-		return gridfs.FileInfo{}, err
-	}
-	defer func() {
-		read, size := ra.Fetched(), ra.Size()
-		j.phases = append(j.phases, "read_bytes", read, "read_ratio", math.Round(float64(read)/float64(max(size, 1))*1000)/1000)
-		s.d.Metrics.read(read, size)
-	}()
 	in := ffmpeg.Seekable(ra.NewReader, ra.Size())
 	pr, err := s.probe(ctx, in)
 	t = j.lap("probe", t)

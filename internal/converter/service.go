@@ -1,12 +1,14 @@
 package converter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"mp3converter/internal/ffmpeg"
 	"mp3converter/internal/gridfs"
 	"mp3converter/internal/jobs"
 	"mp3converter/internal/logging"
@@ -439,10 +442,31 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	j.log.Info("converting", "bytes", info.Length)
 
 	name := mp3Name(j.msg.Filename, info, j.fid())
-	if ra != nil {
-		_, err = s.convertSeekable(ctx, j, ra, name)
-	} else {
+	switch {
+	case ra == nil:
 		_, err = s.convert(ctx, j, src, info, name)
+	default:
+		defer func() {
+			read := ra.Fetched()
+			j.phases = append(j.phases, "read_bytes", read, "read_ratio", math.Round(float64(read)/float64(info.Length)*1000)/1000)
+			s.d.Metrics.read(read, info.Length)
+		}()
+		head := make([]byte, min(info.Length, 64<<10))
+		if _, err := ra.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read video: %w", err)
+		}
+		if _, err := refuseScripts(bytes.NewReader(head)); err != nil {
+			return "", err
+		}
+		if !ffmpeg.Fragmented(head) {
+			_, err = s.convertSeekable(ctx, j, ra, name)
+		} else {
+			// Measured (BenchmarkConvert, fragmented-1s): ffmpeg opening a
+			// fragmented MP4 seeks over every fragment, which costs more on
+			// FerretDB than reading the file once: it streams as before (a
+			// temporary file), from the same chunks.
+			_, err = s.convert(ctx, j, ra.NewReader(), info, name)
+		}
 	}
 	switch {
 	case errors.Is(err, gridfs.ErrExists):

@@ -1,6 +1,7 @@
 package ffmpeg
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -65,3 +66,43 @@ func SniffFaststart(r io.Reader, limit int) (prefix []byte, ok bool, err error) 
 // topLevelBox lists the boxes an MP4 or QuickTime file may start with.
 var topLevelBox = map[string]bool{"ftyp": true, "moov": true, "free": true, "skip": true,
 	"wide": true, "mdat": true, "pnot": true, "uuid": true, "styp": true}
+
+// Fragmented reports whether head, the start of a file, is a fragmented
+// MP4/MOV (ISO base media file: an index that says fragments follow, mvex,
+// or fragment boxes, moof, styp, sidx, at the top level). ffmpeg reads
+// every fragment's header when it opens such a file, seeking over each
+// fragment's media.
+func Fragmented(head []byte) bool {
+	var off int64
+	for i := 0; i < 32 && off+8 <= int64(len(head)); i++ {
+		size := int64(binary.BigEndian.Uint32(head[off:]))
+		typ := string(head[off+4 : off+8])
+		hdr := int64(8)
+		if size == 1 {
+			if off+16 > int64(len(head)) {
+				return false
+			}
+			size, hdr = int64(binary.BigEndian.Uint64(head[off+8:])), 16
+		}
+		if i == 0 && !topLevelBox[typ] {
+			return false
+		}
+		switch typ {
+		case "moof", "styp", "sidx":
+			return true
+		case "moov":
+			end := int64(len(head))
+			if size >= hdr && off+size < end {
+				end = off + size
+			}
+			return bytes.Contains(head[off+hdr:end], []byte("mvex"))
+		case "mdat":
+			return false
+		}
+		if size < hdr {
+			return false
+		}
+		off += size
+	}
+	return false
+}

@@ -293,3 +293,29 @@ func TestRunFailuresTakeThePlaceOfEOF(t *testing.T) {
 		}
 	})
 }
+
+// Fragmented tells a fragmented MP4 from the others and other containers.
+func TestFragmented(t *testing.T) {
+	t.Parallel()
+	ffmpeg := testenv.Getenv(t, "FFMPEG_PATH")
+	frag := filepath.Join(t.TempDir(), "frag.mp4")
+	if out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-y", "-i", media(t, "mp4"), "-c", "copy",
+		"-movflags", "frag_keyframe+empty_moov", "-frag_duration", "1000000", frag).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, c := range []struct {
+		path string
+		want bool
+	}{
+		{media(t, "mp4"), false}, {media(t, "mov"), false}, {media(t, "mp4-faststart"), false},
+		{frag, true}, {media(t, "mkv"), false}, {media(t, "webm"), false}, {media(t, "wav"), false},
+	} {
+		b, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Fragmented(b[:min(len(b), 64<<10)]); got != c.want {
+			t.Errorf("%s: Fragmented %v, want %v", filepath.Base(c.path), got, c.want)
+		}
+	}
+}
