@@ -194,6 +194,7 @@ func (s *Service) Handle(ctx context.Context, d mq.Delivery) error {
 	result := resultRetry
 	lctx, release, err := s.lease(ctx, j)
 	if err == nil {
+		j.lap("lease", start)
 		defer release()
 		result, err = s.handle(lctx, j)
 		if err != nil && errors.Is(context.Cause(lctx), errLeaseLost) {
@@ -391,6 +392,7 @@ func (j *job) fid() string { return j.msg.VideoFID }
 func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opt.JobTimeout)
 	defer cancel()
+	t := time.Now()
 
 	if withdrawn, err := s.withdrawn(ctx, j); err != nil || withdrawn {
 		return resultWithdrawn, err
@@ -440,6 +442,7 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 		return "", fmt.Errorf("mark job converting: %w", err)
 	}
 	j.log.Info("converting", "bytes", info.Length)
+	j.lap("setup", t) // the checks, the video's document, the job marked converting
 
 	name := mp3Name(j.msg.Filename, info, j.fid())
 	switch {
@@ -481,6 +484,8 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 		return "", err
 	}
 	// The gateway may have withdrawn the upload while it was converting.
+	t = time.Now()
+	defer func() { j.lap("report", t) }() // the mp3 message confirmed, the job done
 	if withdrawn, err := s.withdrawn(ctx, j); err != nil || withdrawn {
 		return resultWithdrawn, err
 	}
