@@ -17,7 +17,8 @@ import (
 	"mp3converter/internal/testenv"
 )
 
-// countedBucket is a bucket whose client counts the chunks the server sends.
+// countedBucket is a bucket in a fresh database whose client counts the
+// chunks the server sends (see chunkCounter).
 func countedBucket(t *testing.T) (*Bucket, *chunkCounter) {
 	t.Helper()
 	plain := testenv.Mongo(t)

@@ -9,10 +9,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/event"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"mp3converter/internal/testenv"
 )
 
 // chunkCounter counts the chunk documents the server sends in replies to
@@ -46,17 +42,7 @@ func (c *chunkCounter) monitor() *event.CommandMonitor {
 // the chunks that hold them (a short range used to cost a 4 MiB batch).
 func TestOpenRangeReadsOnlyItsChunks(t *testing.T) {
 	t.Parallel()
-	plain := testenv.Mongo(t)
-	counter := &chunkCounter{}
-	client, err := mongo.Connect(options.Client().ApplyURI(testenv.Getenv(t, "MONGODB_URI")).SetMonitor(counter.monitor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	b, err := NewBucket(client.Database(plain.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, counter := countedBucket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const chunk = 255 << 10
