@@ -538,16 +538,8 @@ func TestFailedUploadCleanedUpAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testenv.NewProxy(t, u.Host)
-	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + proxy.Addr() + "/?directConnection=true").
-		SetServerSelectionTimeout(2 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	b, err := NewBucket(client.Database(direct.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := clientBucket(t, direct.Name(), options.Client().ApplyURI("mongodb://"+proxy.Addr()+"/?directConnection=true").
+		SetServerSelectionTimeout(2*time.Second))
 	r := &downReader{r: bytes.NewReader(content(12<<20, 9)), n: 9 << 20, down: proxy.Down}
 	if _, err := b.Upload(testCtx(t), "f", r, nil, UploadOptions{}); err == nil {
 		t.Fatal("upload succeeded")

@@ -17,21 +17,30 @@ import (
 	"mp3converter/internal/testenv"
 )
 
-// countedBucket is a bucket in a fresh database whose client counts the
-// chunks the server sends (see chunkCounter).
-func countedBucket(t *testing.T) (*Bucket, *chunkCounter) {
+// clientBucket is a bucket in db (a fresh database of testenv.Mongo) seen
+// through a client of its own, made with opts (a monitor, a proxy's
+// address); the client is disconnected when the test ends.
+func clientBucket(t *testing.T, db string, opts *options.ClientOptions) *Bucket {
 	t.Helper()
-	plain := testenv.Mongo(t)
-	counter := &chunkCounter{}
-	client, err := mongo.Connect(options.Client().ApplyURI(testenv.Getenv(t, "MONGODB_URI")).SetMonitor(counter.monitor()))
+	client, err := mongo.Connect(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	b, err := NewBucket(client.Database(plain.Name()))
+	b, err := NewBucket(client.Database(db))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// countedBucket is a bucket in a fresh database whose client counts the
+// chunks the server sends (see chunkCounter).
+func countedBucket(t *testing.T) (*Bucket, *chunkCounter) {
+	t.Helper()
+	counter := &chunkCounter{}
+	b := clientBucket(t, testenv.Mongo(t).Name(),
+		options.Client().ApplyURI(testenv.Getenv(t, "MONGODB_URI")).SetMonitor(counter.monitor()))
 	return b, counter
 }
 
@@ -168,16 +177,8 @@ func TestRandomAccessServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testenv.NewProxy(t, u.Host)
-	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + proxy.Addr() + "/?directConnection=true").
-		SetServerSelectionTimeout(2 * time.Second).SetTimeout(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	b, err := NewBucket(client.Database(direct.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := clientBucket(t, direct.Name(), options.Client().ApplyURI("mongodb://"+proxy.Addr()+"/?directConnection=true").
+		SetServerSelectionTimeout(2*time.Second).SetTimeout(5*time.Second))
 	ctx := testCtx(t)
 	data := content(20*cs, 13)
 	info, err := b.Upload(ctx, "f", bytes.NewReader(data), nil, UploadOptions{})
