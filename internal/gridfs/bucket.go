@@ -109,6 +109,9 @@ func NewBucket(db *mongo.Database) (*Bucket, error) {
 	return b, nil
 }
 
+// Database is the bucket's database.
+func (b *Bucket) Database() *mongo.Database { return b.files.Database() }
+
 // OwnerBytes is the total length of the files whose metadata.owner is
 // owner.
 func (b *Bucket) OwnerBytes(ctx context.Context, owner string) (int64, error) {

@@ -81,7 +81,7 @@ const leaseID = "retention-sweeper"
 
 // Report counts what one sweep did.
 type Report struct {
-	DoneVideos, FailedVideos, Withdrawn, ExpiredMP3s, Tombstones int
+	DoneVideos, FailedVideos, Withdrawn, ExpiredMP3s, Tombstones, Uploads int
 }
 
 func (r Report) empty() bool { return r == Report{} }
@@ -132,7 +132,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 			s.d.Log.Warn("retention: sweep stopped", "err", err, "done", rep)
 		} else if !rep.empty() {
 			s.d.Log.Info("retention: swept", "done_videos", rep.DoneVideos, "failed_videos", rep.FailedVideos,
-				"withdrawn", rep.Withdrawn, "expired_mp3s", rep.ExpiredMP3s, "tombstones", rep.Tombstones)
+				"withdrawn", rep.Withdrawn, "expired_mp3s", rep.ExpiredMP3s, "tombstones", rep.Tombstones, "expired_uploads", rep.Uploads)
 		}
 	}
 }
@@ -152,7 +152,8 @@ func (s *Sweeper) lease(ctx context.Context) (bool, error) {
 
 // Sweep does one pass: the videos of done jobs (unless KeepVideos), of
 // failed jobs past the grace, withdrawn uploads' tombstones, expired MP3s
-// (with MP3Retention), and old tombstones.
+// (with MP3Retention), old tombstones, and resumable uploads past their
+// expiry.
 func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	var rep Report
 	now := s.now()
@@ -171,6 +172,17 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	if s.cfg.MP3Retention > 0 {
 		if rep.ExpiredMP3s, err = s.expire(ctx, now); err != nil {
 			return rep, err
+		}
+	}
+	// Resumable uploads past their expiry (see gridfs.Partial).
+	for {
+		n, err := s.d.Videos.ExpirePartials(ctx, now, batch)
+		rep.Uploads += n
+		if err != nil || n < batch {
+			if err != nil {
+				return rep, err
+			}
+			break
 		}
 	}
 	n, err := s.d.Tombstones.forget(ctx, now.Add(-tombstonesKept))

@@ -113,6 +113,15 @@ func TestSweep(t *testing.T) {
 	withdrawn := f.upload(jobs.Withdrawn, false, "a@example.com")
 	queued := f.upload(jobs.Queued, false, "a@example.com")
 	originalMP3 := f.upload("", true, "") // no job, no owner: the original's
+	// A resumable upload abandoned half-way, expiring in 12 hours.
+	partial, err := f.deps.Videos.CreatePartial(ctx, gridfs.Partial{Owner: "a@example.com", Name: "p.mp4",
+		Size: 2*gridfs.DefaultChunkSize + 5, Expires: time.Now().Add(12 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.deps.Videos.Append(ctx, &partial, bytes.NewReader(make([]byte, gridfs.DefaultChunkSize+1)), partial.Expires); err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{FailedVideoGrace: 24 * time.Hour, MP3Retention: 30 * 24 * time.Hour}
 
 	// Right away: nothing is old enough.
@@ -122,7 +131,7 @@ func TestSweep(t *testing.T) {
 	// An hour on: the done job's video goes (the converter would have
 	// removed it already); the failed one waits for its grace.
 	rep, err := f.sweeper(cfg, time.Now().Add(time.Hour)).Sweep(ctx)
-	if err != nil || rep.DoneVideos != 1 || rep.FailedVideos != 0 {
+	if err != nil || rep.DoneVideos != 1 || rep.FailedVideos != 0 || rep.Uploads != 0 {
 		t.Fatalf("sweep an hour on: %+v, %v", rep, err)
 	}
 	if f.exists(f.deps.Videos, done) || !f.exists(f.deps.MP3s, done) || !f.exists(f.deps.Videos, failed) {
@@ -130,8 +139,15 @@ func TestSweep(t *testing.T) {
 	}
 	// A day and more: the failed job's video goes too, never the queued one's.
 	rep, err = f.sweeper(cfg, time.Now().Add(25*time.Hour)).Sweep(ctx)
-	if err != nil || rep.FailedVideos != 1 || rep.DoneVideos != 0 {
+	if err != nil || rep.FailedVideos != 1 || rep.DoneVideos != 0 || rep.Uploads != 1 {
 		t.Fatalf("sweep a day on: %+v, %v", rep, err)
+	}
+	// The abandoned upload expired: its state and its chunk are gone.
+	if _, err := f.deps.Videos.GetPartial(ctx, partial.ID); !errors.Is(err, gridfs.ErrNotFound) {
+		t.Fatalf("a day on, the expired upload: %v, want it gone", err)
+	}
+	if n, err := f.videosDB.Collection("fs.chunks").CountDocuments(ctx, bson.D{{Key: "files_id", Value: partial.ID}}); err != nil || n != 0 {
+		t.Fatalf("a day on, the expired upload's chunks: %d, %v", n, err)
 	}
 	if f.exists(f.deps.Videos, failed) || !f.exists(f.deps.Videos, queued) {
 		t.Fatal("a day on: want the failed video gone, the queued one kept")
