@@ -13,9 +13,11 @@ require (
 	github.com/moby/buildkit v0.31.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
+	github.com/tus/tusd/v2 v2.9.1
 	github.com/wneessen/go-mail v0.8.1
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	golang.org/x/crypto v0.59.0
+	golang.org/x/exp v0.0.0-20260603202125-055de637280b
 	golang.org/x/time v0.16.0
 	sigs.k8s.io/yaml v1.6.0
 )

@@ -65,6 +65,10 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
 	// DownloadIdleTimeout drops a download whose client stopped reading.
 	DownloadIdleTimeout time.Duration `env:"DOWNLOAD_IDLE_TIMEOUT" envDefault:"2m"`
+	// ResumableUploadTTL: a resumable upload (tus, /uploads/) that receives
+	// nothing for this long expires; the converter's retention sweeper
+	// removes its chunks.
+	ResumableUploadTTL time.Duration `env:"RESUMABLE_UPLOAD_TTL" envDefault:"24h"`
 }
 
 // Validate reports every bad value, each error naming its variable.
@@ -84,7 +88,8 @@ func (c Config) Validate() error {
 	bad(c.UserMaxActive >= 0, "USER_MAX_ACTIVE must be ≥ 0 (0: no limit)")
 	for name, d := range map[string]time.Duration{"AUTH_TIMEOUT": c.AuthTimeout, "AUTH_LOGIN_TIMEOUT": c.AuthLoginTimeout,
 		"UPLOAD_TIMEOUT": c.UploadTimeout, "PUBLISH_TIMEOUT": c.PublishTimeout, "REQUEST_TIMEOUT": c.RequestTimeout,
-		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DOWNLOAD_IDLE_TIMEOUT": c.DownloadIdleTimeout} {
+		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DOWNLOAD_IDLE_TIMEOUT": c.DownloadIdleTimeout,
+		"RESUMABLE_UPLOAD_TTL": c.ResumableUploadTTL} {
 		bad(d > 0, "%s %s: want a positive duration", name, d)
 	}
 	return errors.Join(errs...)

@@ -155,7 +155,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// after the tests (TestMain).
 	gw := httptest.NewServer(recordStatuses(gateway.NewServer(gateway.Deps{
 		Auth: authc, Videos: storeSignal{Bucket: videos, storing: storing}, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
-		Expired: retention.NewTombstones(mp3sDB),
+		Expired: retention.NewTombstones(mp3sDB), Partials: videos,
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,

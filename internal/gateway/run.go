@@ -51,12 +51,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ops.AddCheck("rabbitmq", broker.Ready)
 	ops.AddCheck("auth", authc.Ready)
 	h := NewServer(Deps{Auth: authc, Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs, Expired: stores.Expired,
-		Publisher: broker, Ops: ops, Log: log}, Options{
+		Publisher: broker, Partials: stores.Videos, Ops: ops, Log: log}, Options{
 		VideoQueue: cfg.VideoQueue, MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout,
 		PublishTimeout: cfg.PublishTimeout, RequestTimeout: cfg.RequestTimeout,
 		DownloadIdleTimeout: cfg.DownloadIdleTimeout, TrustedProxies: cfg.TrustedProxies,
 		UserQuotaBytes: cfg.UserQuotaBytes, UserMaxActive: cfg.UserMaxActive, PublicURL: cfg.PublicURL,
-		Links: links,
+		Links: links, ResumableLifetime: cfg.ResumableUploadTTL,
 	})
 	// Reading a request is bounded by REQUEST_TIMEOUT; an authenticated
 	// upload moves its own read deadline to UPLOAD_TIMEOUT. No write

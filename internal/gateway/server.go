@@ -64,8 +64,11 @@ type Deps struct {
 	Jobs      jobStore
 	Expired   expiredStore // nil: expired MP3s answer 404
 	Publisher publisher
-	Ops       *httpx.Ops
-	Log       *slog.Logger
+	// Partials is the videos bucket, for resumable uploads (tus); nil: no
+	// resumable uploads.
+	Partials *gridfs.Bucket
+	Ops      *httpx.Ops
+	Log      *slog.Logger
 }
 
 // Options are the gateway's limits.
@@ -86,6 +89,9 @@ type Options struct {
 	UserMaxActive  int
 	// PublicURL, if set, makes the links in answers absolute.
 	PublicURL string
+	// ResumableLifetime: a resumable upload that receives nothing for
+	// this long expires [24h].
+	ResumableLifetime time.Duration
 	// Links verifies signed download links (GET /download?fid=&expires=&sig=
 	// without a token); nil refuses them.
 	Links *downloadlink.Signer
@@ -112,6 +118,9 @@ type metrics struct {
 func NewServer(d Deps, opt Options) *Server {
 	if opt.DownloadIdleTimeout <= 0 {
 		opt.DownloadIdleTimeout = 2 * time.Minute
+	}
+	if opt.ResumableLifetime <= 0 {
+		opt.ResumableLifetime = 24 * time.Hour
 	}
 	s := &Server{Deps: d, opt: opt, router: chi.NewRouter()}
 	s.metrics = metrics{
@@ -145,6 +154,21 @@ func NewServer(d Deps, opt Options) *Server {
 		}
 		s.userDownload.ServeHTTP(w, r)
 	})
+	// Resumable uploads (tus): OPTIONS needs no token, the rest do (see
+	// resumable.ServeHTTP).
+	var tus http.Handler = http.NotFoundHandler() // no bucket for them (tests)
+	if d.Partials != nil {
+		rs, err := s.newResumable(d.Partials)
+		if err != nil {
+			panic(err) // tusd refuses only a malformed configuration: a bug here
+		}
+		tus = httpx.Timeout(opt.UploadTimeout)(rs)
+	}
+	r.Method(http.MethodOptions, resumablePath, tus)
+	r.Method(http.MethodPost, resumablePath, tus)
+	for _, m := range []string{http.MethodOptions, http.MethodHead, http.MethodPatch, http.MethodDelete} {
+		r.Method(m, resumablePath+"/{id}", tus)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireUser)
 		r.With(httpx.Timeout(opt.UploadTimeout)).Post("/upload", s.upload)

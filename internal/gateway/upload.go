@@ -151,18 +151,27 @@ func (s *Server) receive(ctx context.Context, r *http.Request, user string, maxF
 	return *stored, "", nil
 }
 
-// commit turns user's stored video into a queued conversion: it records
-// the job, then publishes the conversion message and waits for the
-// broker's confirm. When a step fails it undoes the ones before (the job
-// withdrawn, the video deleted), so that the client can simply retry, and
-// returns the result to count (see refuseUpload) with the error to answer.
+// commit turns user's stored video into a queued conversion (queue); when
+// that fails the video is deleted too, so that the client can simply
+// retry.
 func (s *Server) commit(ctx context.Context, user string, video gridfs.FileInfo) (string, error) {
+	result, err := s.queue(ctx, user, video)
+	if err != nil {
+		s.deleteVideo(ctx, video.ID)
+	}
+	return result, err
+}
+
+// queue records user's stored video as a queued job, then publishes the
+// conversion message and waits for the broker's confirm. When the publish
+// fails the job is withdrawn. It returns the result to count (see
+// refuseUpload) with the error to answer.
+func (s *Server) queue(ctx context.Context, user string, video gridfs.FileInfo) (string, error) {
 	fid := video.ID.Hex()
 	now := time.Now().UTC()
 	job := jobs.Job{ID: fid, Username: user, Filename: video.Name, Status: jobs.Queued,
 		VideoFID: fid, CreatedAt: now, UpdatedAt: now}
 	if err := s.Jobs.Create(ctx, job); err != nil {
-		s.deleteVideo(ctx, video.ID)
 		return "error", fmt.Errorf("%w: create job: %w", errStorage, err)
 	}
 	msg := message.Conversion{VideoFID: fid, Username: user, Filename: video.Name}
@@ -170,13 +179,11 @@ func (s *Server) commit(ctx context.Context, user string, video gridfs.FileInfo)
 	err := s.Publisher.Publish(pctx, s.opt.VideoQueue, mq.Message{Body: msg.Encode(), MessageID: fid})
 	cancel()
 	if err != nil {
-		// No video without a message: undo, so the client can simply retry.
 		// The message may still reach the queue (the broker may have it and
 		// only its confirm be late): the job stays as a withdrawn
 		// tombstone, and the converter drops such a message without a word
 		// to the user, who was told the upload failed.
 		s.withdrawJob(ctx, fid)
-		s.deleteVideo(ctx, video.ID)
 		return "publish_failed", fmt.Errorf("publish %s: %w", fid, err)
 	}
 	return "", nil
@@ -186,19 +193,31 @@ func (s *Server) commit(ctx context.Context, user string, video gridfs.FileInfo)
 // in flight (429) and storage (413, counting the declared body length when
 // there is one). It returns the most bytes the file may have.
 func (s *Server) quota(ctx context.Context, user string, declared int64) (int64, error) {
+	// Open resumable uploads count as what they will be: a conversion, and
+	// their declared size.
+	var openUploads, openBytes int64
+	if s.Partials != nil && (s.opt.UserMaxActive > 0 || s.opt.UserQuotaBytes > 0) {
+		var err error
+		if openUploads, openBytes, err = s.Partials.OpenPartials(ctx, user); err != nil {
+			return 0, fmt.Errorf("%w: %w", errStorage, err)
+		}
+	}
 	if s.opt.UserMaxActive > 0 {
 		n, err := s.Jobs.CountActive(ctx, user)
 		if err != nil {
 			return 0, fmt.Errorf("%w: %w", errStorage, err)
 		}
-		if n >= int64(s.opt.UserMaxActive) {
-			return 0, &httpx.StatusError{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"60"}},
-				Body: fmt.Sprintf("you have %d conversions queued or converting, the most at once: upload again when one is done", n)}
+		if n+openUploads >= int64(s.opt.UserMaxActive) {
+			body := fmt.Sprintf("you have %d conversions queued or converting, the most at once: upload again when one is done", n)
+			if openUploads > 0 {
+				body = fmt.Sprintf("you have %d conversions queued or converting and %d resumable uploads open, the most at once: upload again when one is done", n, openUploads)
+			}
+			return 0, &httpx.StatusError{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"60"}}, Body: body}
 		}
 	}
 	maxFile := s.opt.MaxUploadBytes
 	if s.opt.UserQuotaBytes > 0 {
-		var used int64
+		used := openBytes
 		for _, store := range []interface {
 			OwnerBytes(context.Context, string) (int64, error)
 		}{s.Videos, s.MP3s} {

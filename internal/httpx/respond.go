@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -45,15 +46,23 @@ type Responder struct {
 
 // Error writes err as a response.
 func (rs Responder) Error(w http.ResponseWriter, r *http.Request, err error) {
-	status, body := http.StatusInternalServerError, "internal server error"
+	status, body, header := rs.Resolve(r.Context(), err)
+	for k, vs := range header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	Text(w, status, body)
+}
+
+// Resolve is what Error answers for err: its status, body and extra
+// headers, for a handler that writes its own responses (tusd's). It logs
+// every 5xx with its cause.
+func (rs Responder) Resolve(ctx context.Context, err error) (status int, body string, header http.Header) {
+	status, body = http.StatusInternalServerError, "internal server error"
 	var se *StatusError
 	if errors.As(err, &se) {
-		status, body = se.Status, se.Body
-		for k, vs := range se.Header {
-			for _, v := range vs {
-				w.Header().Add(k, v)
-			}
-		}
+		status, body, header = se.Status, se.Body, se.Header
 	} else {
 		for _, rule := range rs.Rules {
 			if errors.Is(err, rule.Err) {
@@ -62,13 +71,13 @@ func (rs Responder) Error(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 	}
-	log := logging.From(r.Context())
+	log := logging.From(ctx)
 	if status >= 500 {
 		log.Error("request failed", "status", status, "err", err)
 	} else {
 		log.Debug("request refused", "status", status, "err", err)
 	}
-	Text(w, status, body)
+	return status, body, header
 }
 
 // Text writes a plain-text body, as the original Flask services did.
