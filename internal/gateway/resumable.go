@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ import (
 // send and terminate it. An upload's id is its video's fid, and so its
 // job's id (GET /jobs/{id}).
 const resumablePath = "/uploads"
+
+// lockTTL is how long the lock of an upload outlives a gateway that died
+// while it held it: how long a client resuming on another replica (or the
+// restarted one) waits at most. tusd waits 20 s for a lock.
+const lockTTL = 10 * time.Second
 
 // resumable serves resumable uploads (the tus 1.0 protocol: core,
 // creation, creation-with-upload, termination, expiration) with tusd's
@@ -48,7 +54,7 @@ func (s *Server) newResumable(bucket *gridfs.Bucket) (*resumable, error) {
 	})
 	composer := tusd.NewStoreComposer()
 	rs.store.UseIn(composer)
-	tus.NewLocker(bucket.Database().Collection(tus.LocksCollection), 30*time.Second).UseIn(composer)
+	tus.NewLocker(bucket.Database().Collection(tus.LocksCollection), lockTTL).UseIn(composer)
 	h, err := tusd.NewHandler(tusd.Config{
 		StoreComposer:        composer,
 		BasePath:             resumablePath + "/",
@@ -82,11 +88,19 @@ func (rs *resumable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs.s.requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.Header.Get("Upload-Length") == "" {
-			// tusd would answer 501 to Upload-Defer-Length: the limits
-			// need the size up front.
-			rs.refuse(w, r, tus.ErrNoLength)
-			return
+		if r.Method == http.MethodPost {
+			// tusd would answer 501 to Upload-Defer-Length (the limits need
+			// the size up front), and its own words to a size over the
+			// limit.
+			length := r.Header.Get("Upload-Length")
+			if length == "" {
+				rs.refuse(w, r, tus.ErrNoLength)
+				return
+			}
+			if n, err := strconv.ParseInt(length, 10, 64); err == nil && n > rs.s.opt.MaxUploadBytes {
+				rs.refuse(w, r, rs.refusal(r.Context(), "too_large", tooLarge(rs.s.opt.MaxUploadBytes)))
+				return
+			}
 		}
 		if id := strings.Trim(strings.TrimPrefix(r.URL.Path, resumablePath), "/"); id != "" {
 			p, err := rs.store.Owned(r.Context(), id)

@@ -105,7 +105,7 @@ func TestBrowser(t *testing.T) {
 		b.do("choose the video", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file"), []string{video}))
 		// On loopback the upload would end in one progress event: throttle
 		// it (about 1.5 s), so that the bar is seen moving.
-		b.throttle(s.gateway.URL()+"/upload", 1<<20)
+		b.throttle(s.gateway.URL()+"/uploads/*", 1<<20)
 		defer b.throttle("", 0)
 		// Every value the bar's value attribute takes, as the page sets it
 		// (recorded by the page, not sampled from here), consecutive
@@ -386,6 +386,67 @@ func TestBrowser(t *testing.T) {
 		if mustEval[bool](b, sel+`.querySelector('.job-download') !== null`) {
 			t.Error("an expired job has a Download button")
 		}
+	})
+
+	t.Run("an upload cut by a gateway restart goes on from where it stopped", func(t *testing.T) {
+		b := b.in(t)
+		if !b.visible("app-view") {
+			t.Skip("not logged in")
+		}
+		name := "noise " + randomHex(3) + ".mp4"
+		noisy := makeNoisyVideo(t, dir, name)
+		st, err := os.Stat(noisy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := st.Size()
+		// About 6 s at 1 MiB/s: time to kill the gateway half-way.
+		b.throttle(s.gateway.URL()+"/uploads/*", 1<<20)
+		defer b.throttle("", 0)
+		b.do("choose the noisy video", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file"), []string{noisy}))
+		b.do("upload", 10*time.Second, chromedp.Click(chromedp.ID("upload-button")))
+		// The gateway saves what it stored every 4 MiB: wait for the first.
+		var saved struct {
+			ID     bson.ObjectID `bson:"_id"`
+			Offset int64         `bson:"offset"`
+			Done   bool          `bson:"done"`
+		}
+		partials := s.videosDB.Collection("fs.partial")
+		if !testenv.Poll(30*time.Second, func() bool {
+			err := partials.FindOne(context.Background(), bson.D{{Key: "filename", Value: name}}).Decode(&saved)
+			return err == nil && saved.Offset > 0
+		}) {
+			b.fail("the gateway never saved part of the upload")
+		}
+		s.gateway.Kill()
+		// Every progress value the page shows from now on.
+		mustEval[bool](b, `(() => {
+			const bar = document.getElementById('upload-progress');
+			window.resumedSeen = [];
+			new MutationObserver(() => window.resumedSeen.push(Number.parseInt(bar.getAttribute('value') || '', 10)))
+				.observe(bar, {attributes: true, attributeFilter: ['value']});
+			return true;
+		})()`)
+		atKill := saved.Offset
+		s.gateway.Restart(s.gatewayEnv)
+		b.waitFor("the upload to end", `document.getElementById('upload-msg').classList.contains('ok') ||
+			document.getElementById('upload-msg').classList.contains('error')`, 90*time.Second)
+		if got := b.text("upload-msg"); !strings.HasPrefix(got, "Uploaded "+name) {
+			t.Fatalf("after the restart: %q", got)
+		}
+		if err := partials.FindOne(context.Background(), bson.D{{Key: "_id", Value: saved.ID}}).Decode(&saved); err != nil || !saved.Done || saved.Offset != size {
+			t.Fatalf("the upload's record after the restart: %+v, %v; want done at %d", saved, err, size)
+		}
+		// Resumed, not started again: the bar never went back below what
+		// the server had when it was killed.
+		seen := mustEval[[]int](b, `window.resumedSeen`)
+		floor := int(atKill * 100 / size)
+		t.Logf("server had %d of %d bytes at the kill (%d %%); progress after: %v", atKill, size, floor, seen)
+		if slices.ContainsFunc(seen, func(n int) bool { return n < floor }) {
+			t.Errorf("the upload started again from the beginning: progress %v after the server had %d %%", seen, floor)
+		}
+		b.waitFor("its job in the list", fmt.Sprintf(
+			`[...document.querySelectorAll('#jobs .job-name')].some(e => e.textContent === %q)`, name), 20*time.Second)
 	})
 
 	t.Run("an expired session goes back to the login form", func(t *testing.T) {

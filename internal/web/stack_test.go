@@ -19,6 +19,7 @@ import (
 // servers, for one test: its own MySQL database, queue names and user.
 type stack struct {
 	gateway      *testenv.Proc
+	gatewayEnv   map[string]string // to restart it
 	auth         *testenv.Proc
 	converter    *testenv.Proc // nil when cmd/converter is not there yet
 	notification *testenv.Proc // nil when cmd/notification is not there yet
@@ -80,7 +81,7 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 
 	gwPort := testenv.FreePort(t)
 	publicURL := "http://127.0.0.1:" + strconv.Itoa(gwPort)
-	s.gateway = testenv.Start(t, "gateway", testenv.Binary(t, "gateway"), gwPort, map[string]string{
+	s.gatewayEnv = map[string]string{
 		"AUTH_SVC_ADDRESS":  "127.0.0.1:" + strconv.Itoa(s.auth.Port),
 		"MONGODB_URI":       mongoURI,
 		"MONGODB_VIDEOS_DB": videosDB,
@@ -89,7 +90,8 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 		"VIDEO_QUEUE":       videoQueue,
 		"MAX_UPLOAD_BYTES":  strconv.FormatInt(maxUpload, 10),
 		"PUBLIC_URL":        publicURL,
-	})
+	}
+	s.gateway = testenv.Start(t, "gateway", testenv.Binary(t, "gateway"), gwPort, s.gatewayEnv)
 
 	if hasCommand("converter") {
 		s.converter = testenv.Start(t, "converter", testenv.Binary(t, "converter"), testenv.FreePort(t), map[string]string{
@@ -128,6 +130,22 @@ func ffprobePath(t *testing.T) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(testenv.Getenv(t, "FFMPEG_PATH")), "ffprobe")
+}
+
+// makeNoisyVideo writes an MP4 of about 6 MB of noise (hard to compress):
+// an upload long enough to be cut half-way.
+func makeNoisyVideo(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	cmd := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), "-v", "error", "-y",
+		"-f", "lavfi", "-i", "nullsrc=size=640x360:rate=25:duration=3,geq=lum='random(1)*255':cb=128:cr=128",
+		"-f", "lavfi", "-i", "sine=frequency=330:sample_rate=44100:duration=3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "16M", "-maxrate", "16M", "-bufsize", "4M", "-pix_fmt", "yuv420p",
+		"-c:a", "aac", "-b:a", "96k", "-shortest", p)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	return p
 }
 
 // makeVideo writes a short MP4 (H.264 and AAC, moov first) of about 1.5 MB:

@@ -10,8 +10,9 @@
 // The app keeps the JWT in sessionStorage and sends it only in the
 // Authorization header (downloads and the player go through fetch and a
 // Blob, never a URL with the token). The pages are served with a Content-Security-Policy that
-// allows scripts, styles and connections to this origin only: every line of
-// JavaScript is in app.js.
+// allows scripts, styles and connections to this origin only: the
+// JavaScript is app.js and tus-js-client (tus.min.js, from the npm registry,
+// unchanged), which sends the uploads resumably (tus, /uploads).
 package web
 
 import (

@@ -36,7 +36,7 @@
   let pollTimer = 0;
   let polling = false;
   let pendingDownload = ''; // fid from ?download=, started after login
-  let uploading = null; // the XMLHttpRequest in flight
+  let uploading = null; // the upload in flight: a tus.Upload, or an XMLHttpRequest
   const deleted = new Set(); // ids of jobs deleted here: a list fetched before is stale
 
   // ---------- small helpers ----------
@@ -311,19 +311,77 @@
       return;
     }
     const { file, row } = item;
+    const position = batch.count > 1 ? ' (' + (batch.ok.length + batch.failed.length + 1) + ' of ' + batch.count + ')' : '';
+    rowState(row, 'uploading', '0 %', 0);
+    el.uploadButton.disabled = true;
+    say(el.uploadMsg, 'Uploading ' + file.name + position + '…', 'info');
+    if (window.tus && window.tus.isSupported) sendResumable(file, row, token);
+    else sendOnce(file, row, token);
+  }
+
+  function sent(file, row, loaded, total) {
+    if (total > 0) {
+      const pct = Math.floor((loaded * 100) / total);
+      rowState(row, 'uploading', pct + ' %', pct);
+      batchProgress(file.size * loaded / total);
+    }
+  }
+
+  // sendResumable sends the file with the tus protocol (POST /uploads,
+  // then PATCHes; tus-js-client): when the connection breaks, or the
+  // gateway restarts, only the bytes in flight are lost, and the upload
+  // goes on from the server's offset, also after a reload of the page (the
+  // client remembers the upload's URL in localStorage until it succeeds).
+  function sendResumable(file, row, token) {
+    const up = new window.tus.Upload(file, {
+      endpoint: '/uploads',
+      headers: { Authorization: 'Bearer ' + token },
+      metadata: { filename: file.name, filetype: file.type || 'application/octet-stream' },
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      removeFingerprintOnSuccess: true,
+      onProgress: (loaded, total) => { if (uploading === up) sent(file, row, loaded, total); },
+      onShouldRetry: (err) => {
+        // Retry what a retry can mend: the network, the server's 5xx, an
+        // offset that moved (409) or a lock still held (423).
+        const res = err && err.originalResponse;
+        const status = res ? res.getStatus() : 0;
+        const retry = uploading === up && (!status || status >= 500 || status === 409 || status === 423);
+        if (retry) rowState(row, 'uploading', 'Connection lost, resuming…');
+        return retry;
+      },
+      onSuccess: () => {
+        if (uploading !== up) return;
+        uploading = null;
+        rowState(row, 'uploading', '100 %', 100);
+        uploaded({ status: 200, responseText: '' }, file, row);
+      },
+      onError: (err) => {
+        if (uploading !== up) return;
+        uploading = null;
+        const res = err && err.originalResponse;
+        if (!res) uploadFailed(file, row); // the network, past the retries
+        else uploaded({ status: res.getStatus(), responseText: res.getBody() || '' }, file, row);
+      },
+    });
+    uploading = up;
+    up.findPreviousUploads().then((previous) => {
+      if (uploading !== up) return;
+      if (previous.length) up.resumeFromPreviousUpload(previous[0]);
+      up.start();
+    }, () => { if (uploading === up) up.start(); });
+  }
+
+  // sendOnce is the one-request upload (POST /upload, multipart), for a
+  // browser where tus-js-client did not load.
+  function sendOnce(file, row, token) {
     const form = new FormData();
     form.append('file', file, file.name);
-
     const xhr = new XMLHttpRequest();
     uploading = xhr;
     xhr.open('POST', '/upload');
     xhr.setRequestHeader('Authorization', 'Bearer ' + token);
     xhr.upload.onprogress = (e) => {
-      if (e.lengthComputable && e.total > 0) {
-        const pct = Math.floor((e.loaded * 100) / e.total);
-        rowState(row, 'uploading', pct + ' %', pct);
-        batchProgress(file.size * e.loaded / e.total);
-      }
+      if (e.lengthComputable) sent(file, row, e.loaded, e.total);
     };
     xhr.upload.onload = () => {
       rowState(row, 'uploading', '100 %', 100);
@@ -337,14 +395,13 @@
     xhr.onerror = () => {
       if (uploading !== xhr) return;
       uploading = null;
-      fileDone(file, row, 'The upload failed: ' + MSG.network.charAt(0).toLowerCase() + MSG.network.slice(1));
+      uploadFailed(file, row);
     };
-
-    const position = batch.count > 1 ? ' (' + (batch.ok.length + batch.failed.length + 1) + ' of ' + batch.count + ')' : '';
-    rowState(row, 'uploading', '0 %', 0);
-    el.uploadButton.disabled = true;
-    say(el.uploadMsg, 'Uploading ' + file.name + position + '…', 'info');
     xhr.send(form);
+  }
+
+  function uploadFailed(file, row) {
+    fileDone(file, row, 'The upload failed: ' + MSG.network.charAt(0).toLowerCase() + MSG.network.slice(1));
   }
 
   function uploaded(xhr, file, row) {
