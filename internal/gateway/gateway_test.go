@@ -82,7 +82,7 @@ type envOptions struct {
 	linkKey      string // DOWNLOAD_LINK_KEY; "": signed links refused
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
@@ -187,7 +187,7 @@ func (e *env) uploadsAnswered(t *testing.T) float64 {
 	return n
 }
 
-func (e *env) token(t *testing.T, user string, admin bool) string {
+func (e *env) token(t testing.TB, user string, admin bool) string {
 	t.Helper()
 	tok, err := e.tokens.Issue(user, admin)
 	if err != nil {

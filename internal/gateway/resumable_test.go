@@ -23,12 +23,12 @@ import (
 
 // tusClient speaks tus 1.0 to the test's gateway as a careful client does.
 type tusClient struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 	tok string
 }
 
-func (e *env) tus(t *testing.T, user string) *tusClient {
+func (e *env) tus(t testing.TB, user string) *tusClient {
 	return &tusClient{t: t, url: e.url, tok: e.token(t, user, false)}
 }
 
