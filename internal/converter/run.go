@@ -63,6 +63,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer broker.Close()
 
+	stores.Jobs.AnnounceOn(broker.Announce, log)
 	svc, err := New(Deps{Videos: stores.Videos, MP3s: stores.MP3s, Jobs: stores.Jobs, Publisher: broker,
 		Log: log, Metrics: metrics}, opt)
 	if err != nil {

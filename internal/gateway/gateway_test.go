@@ -17,6 +17,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ import (
 // RabbitMQ (its own queue), FerretDB (its own databases).
 type env struct {
 	url      string
+	srv      *gateway.Server
 	tokens   *token.Issuer
 	videosDB *mongo.Database
 	mp3sDB   *mongo.Database
@@ -153,16 +155,32 @@ func newEnv(t testing.TB, o envOptions) *env {
 	storing := make(chan struct{}, 1)
 	// recordStatuses: every status answered is checked against openapi.json
 	// after the tests (TestMain).
-	gw := httptest.NewServer(recordStatuses(gateway.NewServer(gateway.Deps{
+	srv := gateway.NewServer(gateway.Deps{
 		Auth: authc, Videos: storeSignal{Bucket: videos, storing: storing}, MP3s: mp3s, Jobs: jobStore, Publisher: broker, Ops: ops, Log: log,
 		Expired: retention.NewTombstones(mp3sDB), Partials: videos,
 	}, gateway.Options{
 		VideoQueue: queue, MaxUploadBytes: o.maxUpload, UploadTimeout: time.Minute,
 		PublishTimeout: 2 * time.Second, RequestTimeout: 10 * time.Second, DownloadIdleTimeout: o.downloadIdle,
 		UserQuotaBytes: o.quotaBytes, UserMaxActive: o.maxActive, PublicURL: o.publicURL, Links: links,
-	})))
+	})
+	gw := httptest.NewServer(recordStatuses(srv))
+	// Live job updates: the store announces, the gateway listens (bound
+	// before the test goes on, so that no event of its is missed).
+	jobStore.AnnounceOn(broker.Announce, log)
+	listenCtx, stopListening := context.WithCancel(context.Background())
+	t.Cleanup(stopListening)
+	bound := make(chan struct{})
+	var once sync.Once
+	go srv.ListenForJobs(listenCtx, func(ctx context.Context, exchange string, h func([]byte), onGap func()) error {
+		return broker.Listen(ctx, exchange, h, func() { onGap(); once.Do(func() { close(bound) }) })
+	})
+	select {
+	case <-bound:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway's event listener never bound its queue")
+	}
 	t.Cleanup(gw.Close)
-	return &env{url: gw.URL, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
+	return &env{url: gw.URL, srv: srv, tokens: tokens, videosDB: videosDB, mp3sDB: mp3sDB, mp3s: mp3s, jobs: jobStore,
 		amqpURL: realURL, queue: queue, mqProxy: proxy, authStop: authSrv.Close, ops: ops, expired: retention.NewTombstones(mp3sDB),
 		authAddr: strings.TrimPrefix(authSrv.URL, "http://"), storing: storing}
 }

@@ -46,6 +46,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer broker.Close()
 
+	stores.Jobs.AnnounceOn(broker.Announce, log)
 	ops := httpx.NewOps(reg)
 	ops.AddCheck("mongodb", stores.Ping)
 	ops.AddCheck("rabbitmq", broker.Ready)
@@ -67,9 +68,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	srv.OnShutdown(h.CloseStreams)
 	opsSrv, err := app.OpsServer(cfg.OpsPort, ops, log)
 	if err != nil {
 		return err
 	}
+	go func() { _ = h.ListenForJobs(ctx, broker.Listen) }()
 	return app.Serve(ctx, log, srv, opsSrv)
 }

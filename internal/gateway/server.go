@@ -106,6 +106,7 @@ type Server struct {
 	// userDownload is download behind requireUser: GET /download with a
 	// bearer token.
 	userDownload http.Handler
+	hub          *hub // the open event streams (GET /events)
 }
 
 type metrics struct {
@@ -122,7 +123,7 @@ func NewServer(d Deps, opt Options) *Server {
 	if opt.ResumableLifetime <= 0 {
 		opt.ResumableLifetime = 24 * time.Hour
 	}
-	s := &Server{Deps: d, opt: opt, router: chi.NewRouter()}
+	s := &Server{Deps: d, opt: opt, router: chi.NewRouter(), hub: newHub()}
 	s.metrics = metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_uploads_total", Help: "Uploads by result.",
@@ -175,6 +176,7 @@ func NewServer(d Deps, opt Options) *Server {
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs", s.listJobs)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Get("/jobs/{id}", s.getJob)
 		r.With(httpx.Timeout(opt.RequestTimeout)).Delete("/jobs/{id}", s.deleteJob)
+		r.Get("/events", s.events) // long-lived: no request timeout
 	})
 	return s
 }

@@ -161,11 +161,10 @@ func (w *statusWriter) status() int {
 // Unwrap lets http.ResponseController reach Flush and deadlines.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Flush passes through for streaming responses.
+// Flush passes through for streaming responses, also through writers
+// that only Unwrap.
 func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // bodyTracker notes when a request body was read to its end.

@@ -68,6 +68,11 @@ func Listen(addr string, h http.Handler, cfg ServerConfig, log *slog.Logger) (*S
 	return &Server{srv: srv, ln: ln, log: log, cfg: cfg}, nil
 }
 
+// OnShutdown calls f when the server starts shutting down, before it waits
+// for the requests in flight: f ends those that would not end by
+// themselves (event streams).
+func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 

@@ -45,6 +45,7 @@ const Collection = "jobs"
 var (
 	ErrNotFound = errors.New("job not found")
 	ErrExists   = errors.New("job already exists")
+	errNoID     = errors.New("job event without an id")
 )
 
 // Job is one conversion, as stored and as the gateway's /jobs answers it.
@@ -66,9 +67,10 @@ type Job struct {
 
 // Store keeps jobs in MongoDB.
 type Store struct {
-	c      *mongo.Collection
-	leases *mongo.Collection
-	now    func() time.Time
+	c        *mongo.Collection
+	leases   *mongo.Collection
+	now      func() time.Time
+	announce func(context.Context, Event) // see OnChange
 }
 
 // NewStore returns the store of db's "jobs" collection, creating its index
@@ -113,6 +115,7 @@ func (s *Store) Create(ctx context.Context, j Job) error {
 		}
 		return fmt.Errorf("create job %s: %w", j.ID, err)
 	}
+	s.changed(ctx, Event{ID: j.ID, Username: j.Username, Status: j.Status, Progress: j.Progress})
 	return nil
 }
 
@@ -240,6 +243,16 @@ func (s *Store) update(ctx context.Context, what, id string, guard, set bson.D) 
 		return fmt.Errorf("%s job %s: %w", what, id, err)
 	}
 	if res.MatchedCount > 0 {
+		e := Event{ID: id}
+		for _, f := range set {
+			switch f.Key {
+			case "status":
+				e.Status, _ = f.Value.(Status)
+			case "progress":
+				e.Progress, _ = f.Value.(int)
+			}
+		}
+		s.changed(ctx, e)
 		return nil
 	}
 	if len(guard) == 0 {

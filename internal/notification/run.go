@@ -77,6 +77,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer broker.Close()
+	// The MP3s of the original's converter finish their jobs here.
+	stores.Jobs.AnnounceOn(broker.Announce, log)
 
 	// Readiness is the broker and MongoDB (every success message is
 	// recorded there before its email), not SMTP: probing Gmail on every
