@@ -46,5 +46,6 @@ func (s *Store) MarkExpired(ctx context.Context, mp3FID string, at time.Time) er
 	if err != nil {
 		return fmt.Errorf("mark mp3 %s expired: %w", mp3FID, err)
 	}
+	s.changed(ctx, Event{ID: mp3FID, Status: Done, Progress: 100}) // the job of an MP3 of ours has its id
 	return nil
 }

@@ -371,8 +371,9 @@ func TestBrowser(t *testing.T) {
 		}
 		b := b.in(t)
 		ctx := context.Background()
-		if _, err := s.videosDB.Collection("jobs").UpdateOne(ctx, bson.D{{Key: "_id", Value: fid}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "expired_at", Value: time.Now().UTC()}}}}); err != nil {
+		// As the converter's sweeper does it: through the job store, which
+		// announces the change (the page follows the event stream).
+		if err := s.jobs(t).MarkExpired(ctx, fid, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		sel := fmt.Sprintf(`document.querySelector('#jobs .job[data-id=%q]')`, fid)
@@ -385,6 +386,28 @@ func TestBrowser(t *testing.T) {
 		}
 		if mustEval[bool](b, sel+`.querySelector('.job-download') !== null`) {
 			t.Error("an expired job has a Download button")
+		}
+	})
+
+	t.Run("the list follows a conversion live, from the event stream, not by polling", func(t *testing.T) {
+		b := b.in(t)
+		if !b.visible("app-view") {
+			t.Skip("not logged in")
+		}
+		b.waitFor("the live stream", `document.getElementById('jobs').dataset.live === 'true'`, 15*time.Second)
+		name := "live " + randomHex(3) + ".mp4"
+		clip := makeVideo(t, dir, name)
+		// From here on, count the page's GET /jobs.
+		mustEval[bool](b, `performance.clearResourceTimings(), performance.setResourceTimingBufferSize(100000), true`)
+		b.do("choose a video", 10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file"), []string{clip}))
+		b.do("upload", 10*time.Second, chromedp.Click(chromedp.ID("upload-button")))
+		b.waitFor("its row done", fmt.Sprintf(`[...document.querySelectorAll('#jobs .job')].some(li =>
+			li.querySelector('.job-name').textContent === %q && li.dataset.status === 'done')`, name), 60*time.Second)
+		lists := mustEval[int](b, `performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname === '/jobs').length`)
+		// One GET /jobs after the upload's answer; queued, converting and
+		// done came from the stream.
+		if lists > 1 {
+			t.Errorf("the page read the list %d times while the job converted: it polled instead of following the stream", lists)
 		}
 	})
 
@@ -447,6 +470,9 @@ func TestBrowser(t *testing.T) {
 		}
 		b.waitFor("its job in the list", fmt.Sprintf(
 			`[...document.querySelectorAll('#jobs .job-name')].some(e => e.textContent === %q)`, name), 20*time.Second)
+		// The restart broke the event stream too: the page polled
+		// meanwhile, and opens the stream again.
+		b.waitFor("the live stream again", `document.getElementById('jobs').dataset.live === 'true'`, 70*time.Second)
 	})
 
 	t.Run("an expired session goes back to the login form", func(t *testing.T) {
@@ -457,6 +483,10 @@ func TestBrowser(t *testing.T) {
 		// A token auth rejects (403) stands for an expired one; the next
 		// poll of /jobs must notice.
 		mustEval[bool](b, `sessionStorage.setItem('mp3converter.token', 'e30.e30.x'), true`)
+		// The event stream, opened with the good token, goes on: the page
+		// learns of the bad one at its next request (here: the tab coming
+		// back to the front reads the list).
+		mustEval[bool](b, `document.dispatchEvent(new Event('visibilitychange')), true`)
 		b.waitFor("the login form", `!document.getElementById('login-view').hidden`, 6*time.Second)
 		if got := b.text("login-msg"); got != "Your session has expired, please log in again." {
 			t.Errorf("message %q", got)

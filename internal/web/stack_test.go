@@ -1,17 +1,22 @@
 package web_test
 
 import (
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"mp3converter/internal/jobs"
+	"mp3converter/internal/mq"
 	"mp3converter/internal/testenv"
 )
 
@@ -27,6 +32,7 @@ type stack struct {
 	password     string
 	maxUpload    int64
 	videosDB     *mongo.Database // the job records are here
+	amqpURL      string
 }
 
 // hasCommand reports whether ./cmd/<name>/main.go exists in this module.
@@ -122,7 +128,29 @@ func startStack(t *testing.T, maxUpload int64) *stack {
 		})
 	}
 	s.videosDB = vdb
+	s.amqpURL = amqpURL
 	return s
+}
+
+// jobs is the suite's job store as a service holds it: its changes are
+// announced to the gateway's event streams.
+func (s *stack) jobs(t *testing.T) *jobs.Store {
+	t.Helper()
+	store, err := jobs.NewStore(s.videosDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	broker, err := mq.New(s.amqpURL, log, mq.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	if err := broker.Ready(context.Background()); err != nil {
+		testenv.Eventually(t, 20*time.Second, "the test's broker connection", func() bool { return broker.Ready(context.Background()) == nil })
+	}
+	store.AnnounceOn(broker.Announce, log)
+	return store
 }
 
 func ffprobePath(t *testing.T) string {

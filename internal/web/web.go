@@ -1,7 +1,8 @@
 // Package web is the browser app the gateway serves at /: a login form, an
 // upload form (a drop zone and a file input taking several files, each
 // uploaded as its own job with its own progress), the list of the user's
-// conversions (polled) with, per MP3, a player, a download saved under the
+// conversions (following GET /events live, polled while that is down)
+// with, per MP3, a player, a download saved under the
 // video's name and a delete button, and the landing of the link in the
 // notification email (/?download=<fid>). It is embedded in the binary
 // and needs nothing from elsewhere (no CDN, no framework), so it works

@@ -11,6 +11,9 @@
 (() => {
   const TOKEN_KEY = 'mp3converter.token';
   const POLL_MS = 2000;
+  // While the live stream (GET /events) is open the list is polled only as
+  // a safety net, this long after the last event.
+  const LIVE_POLL_MS = 60000;
   const FID_RE = /^[0-9a-fA-F]{24}$/;
 
   const MSG = {
@@ -112,7 +115,9 @@
   // ---------- views ----------
 
   function showLogin(note, noteIsError) {
+    clearTimeout(expiryTimer);
     stopPolling();
+    stopEvents();
     el.appView.hidden = true;
     el.account.hidden = true;
     el.loginView.hidden = false;
@@ -124,13 +129,20 @@
     (el.email.value ? el.password : el.email).focus();
   }
 
+  let expiryTimer = 0;
+
   function showApp() {
     const c = claims(getToken());
+    // Back to the login form when the token expires, whatever the page is
+    // doing then.
+    clearTimeout(expiryTimer);
+    if (Number.isFinite(c.exp)) expiryTimer = setTimeout(sessionExpired, Math.min(Math.max(c.exp * 1000 - Date.now(), 0), 2 ** 31 - 1));
     el.whoami.textContent = c.username ? 'Signed in as ' + c.username : 'Signed in';
     el.loginView.hidden = true;
     el.appView.hidden = false;
     el.account.hidden = false;
     startPolling();
+    startEvents();
   }
 
   function sessionExpired() {
@@ -514,7 +526,113 @@
 
   function schedulePoll() {
     clearTimeout(pollTimer);
-    if (polling) pollTimer = setTimeout(refreshJobs, POLL_MS);
+    if (polling) pollTimer = setTimeout(refreshJobs, live ? LIVE_POLL_MS : POLL_MS);
+  }
+
+  // ---------- live updates ----------
+
+  // GET /events is a server-sent events stream of this user's job changes,
+  // read with fetch (an EventSource cannot send the token). While it is
+  // open each change updates its row as it happens; when it fails the page
+  // polls every POLL_MS as before and opens it again later.
+  let stream = null; // the AbortController of the stream, while one is wanted
+  let streamRetry = 0;
+  let streamDelay = 1000;
+  let live = false;
+
+  function setLive(on) {
+    live = on;
+    el.jobs.dataset.live = on ? 'true' : 'false';
+  }
+
+  function startEvents() {
+    stopEvents();
+    const token = getToken();
+    if (!token || !window.ReadableStream || !window.TextDecoder || !window.AbortController) return;
+    const ctl = new AbortController();
+    stream = ctl;
+    readEvents(ctl, token).catch(() => {}).finally(() => {
+      if (stream !== ctl) return; // stopped on purpose
+      setLive(false);
+      schedulePoll();
+      streamRetry = setTimeout(startEvents, streamDelay);
+      streamDelay = Math.min(streamDelay * 2, 60000);
+    });
+  }
+
+  function stopEvents() {
+    clearTimeout(streamRetry);
+    const ctl = stream;
+    stream = null;
+    if (ctl) ctl.abort();
+    setLive(false);
+  }
+
+  async function readEvents(ctl, token) {
+    const resp = await fetch('/events', {
+      headers: { Authorization: 'Bearer ' + token },
+      credentials: 'omit',
+      cache: 'no-store',
+      signal: ctl.signal,
+    });
+    if (resp.status === 401 || resp.status === 403) {
+      sessionExpired();
+      return;
+    }
+    if (!resp.ok || !resp.body) return;
+    setLive(true);
+    streamDelay = 1000;
+    refreshJobs(); // what changed before the stream opened
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        let name = 'message';
+        let data = '';
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) name = line.slice(6).trim();
+          else if (line.startsWith('data:')) data += line.slice(5).trim();
+        }
+        if (stream === ctl) onEvent(name, data);
+      }
+    }
+  }
+
+  function onEvent(name, data) {
+    switch (name) {
+      case 'job':
+        try {
+          applyJob(JSON.parse(data));
+        } catch (e) { /* not a job: ignored */ }
+        schedulePoll();
+        break;
+      case 'resync': // changes may have been missed
+        refreshJobs();
+        break;
+      case 'expired':
+        sessionExpired();
+        break;
+    }
+  }
+
+  // applyJob updates (or adds, at the top) the row of one job.
+  function applyJob(job) {
+    if (!polling || !job || !job.id || deleted.has(job.id)) return;
+    let li = null;
+    for (const n of el.jobs.children) if (n.dataset.id === job.id) li = n;
+    if (!li) {
+      li = jobItem(job);
+      el.jobs.insertBefore(li, el.jobs.firstChild);
+      el.jobsEmpty.hidden = true;
+    }
+    updateJob(li, job);
   }
 
   let inFlight = false;
