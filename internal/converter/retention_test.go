@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/gridfs"
+	"mp3converter/internal/testenv"
 )
 
 // Once its MP3 is stored and announced, a video is removed (it was kept
@@ -25,24 +26,29 @@ func TestVideoRemovedOnceConverted(t *testing.T) {
 			t.Fatalf("keep %v: job %+v, want done", keep, j)
 		}
 		h.mp3Message(fid, 30*time.Second)
-		// Counted once the handler returned, that is after the video was
-		// removed (or kept): the job is done and announced a moment before.
+		// Counted once the handler returned; the video goes after the ack,
+		// in the background.
 		h.waitResult(resultDone, 1, 30*time.Second)
 		id, _ := bson.ObjectIDFromHex(fid)
-		_, err := h.videos.Stat(context.Background(), id)
-		switch {
-		case keep && err != nil:
-			t.Fatalf("KEEP_VIDEOS: the video is gone: %v", err)
-		case !keep && !errors.Is(err, gridfs.ErrNotFound):
-			t.Fatalf("the video of a converted job is still there (%v)", err)
-		}
-		if !keep {
+		gone := func() bool {
+			_, statErr := h.videos.Stat(context.Background(), id)
+			if statErr != nil && !errors.Is(statErr, gridfs.ErrNotFound) {
+				t.Fatal(statErr)
+			}
 			var raw struct {
 				VideoDeleted bool `bson:"video_deleted"`
 			}
-			if err := h.videosDB.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: fid}}).Decode(&raw); err != nil || !raw.VideoDeleted {
-				t.Fatalf("job not marked video_deleted: %+v %v", raw, err)
+			if err := h.videosDB.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: fid}}).Decode(&raw); err != nil {
+				t.Fatal(err)
 			}
+			return statErr != nil && raw.VideoDeleted
+		}
+		if keep {
+			if _, err := h.videos.Stat(context.Background(), id); err != nil {
+				t.Fatalf("KEEP_VIDEOS: the video is gone: %v", err)
+			}
+		} else {
+			testenv.Eventually(t, 30*time.Second, "the converted job's video removed and the job marked so", gone)
 			if _, err := h.mp3s.Stat(context.Background(), id); err != nil {
 				t.Fatalf("the MP3 went too: %v", err)
 			}

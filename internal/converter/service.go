@@ -111,7 +111,15 @@ type Service struct {
 	// maxDeferrals bounds the deferrals of a message for another
 	// converter's lease (see maxDeferrals).
 	maxDeferrals int
+	// drops are the videos to remove once their job is acked (see
+	// dropVideo): removing a large video's chunks takes long on some
+	// servers, and the job's slot need not wait for it.
+	drops chan *job
 }
+
+// pendingDrops bounds the videos waiting for removal; past it a video is
+// left to the retention sweeper.
+const pendingDrops = 256
 
 // New checks the dependencies and options and returns a Service.
 func New(d Deps, opt Options) (*Service, error) {
@@ -133,7 +141,7 @@ func New(d Deps, opt Options) (*Service, error) {
 		opt.LeaseTTL = 2 * time.Minute
 	}
 	c := opt.Consume.WithDefaults()
-	return &Service{d: d, opt: opt, scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit),
+	return &Service{d: d, opt: opt, drops: make(chan *job, pendingDrops), scratch: newScratchSpace(opt.ScratchDir, opt.ScratchLimit),
 		self: processHolder(), maxDeferrals: maxDeferrals(opt.JobTimeout, opt.LeaseTTL, c.RetryBackoff, c.MaxBackoff)}, nil
 }
 
@@ -149,6 +157,7 @@ type Consumer interface {
 // requeued).
 func (s *Service) Run(ctx context.Context, c Consumer) error {
 	sweepScratch(ctx, s.opt.ScratchDir, s.d.Log)
+	go s.dropVideos(ctx)
 	opt := s.opt.Consume
 	opt.MaxDeferrals, opt.OnRedeliveryLimit, opt.Log = s.maxDeferrals, s.redeliveryLimit, s.d.Log
 	return c.Consume(ctx, s.opt.VideoQueue, opt, s.Handle)
@@ -538,17 +547,34 @@ func (s *Service) finish(ctx context.Context, j *job, already bool) error {
 	if err := s.d.Jobs.Done(ctx, fid, fid); err != nil && !errors.Is(err, jobs.ErrNotFound) {
 		return fmt.Errorf("mark job done: %w", err)
 	}
-	s.dropVideo(ctx, j)
+	if !s.opt.KeepVideos {
+		select {
+		case s.drops <- j: // removed after the ack, see dropVideos
+		default: // too many waiting: the sweeper takes it
+		}
+	}
 	return nil
 }
 
-// dropVideo removes the video of a job whose MP3 is stored and announced,
-// unless KeepVideos. Best effort: what it cannot remove, the retention
-// sweeper removes later.
-func (s *Service) dropVideo(ctx context.Context, j *job) {
-	if s.opt.KeepVideos {
-		return
+// dropVideos removes the videos handed over by finish, one at a time,
+// until ctx ends: those left then, the retention sweeper removes.
+func (s *Service) dropVideos(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.drops:
+			s.dropVideo(ctx, j)
+		}
 	}
+}
+
+// dropVideo removes the video of a job whose MP3 is stored and announced.
+// Best effort: what it cannot remove, the retention sweeper removes later
+// (retention.doneVideoGrace after the job is done).
+func (s *Service) dropVideo(ctx context.Context, j *job) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	err := s.d.Videos.Delete(ctx, j.id)
 	if err == nil || errors.Is(err, gridfs.ErrNotFound) {
 		err = s.d.Jobs.VideoDeleted(ctx, j.fid())
