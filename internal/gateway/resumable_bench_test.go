@@ -28,7 +28,22 @@ import (
 // The bytes are made as they are sent, so the client never holds more
 // than a buffer of them. Run with
 // `go test -run '^$' -bench ResumableCut -benchtime=1x ./internal/gateway/`.
+//
+// Two cuts: "close", the client closing the connection cleanly (every
+// byte it sent arrives), and "reset", the connection reset (SO_LINGER 0:
+// what the kernels still held in their buffers is lost, as when a phone
+// drops off the network mid-send).
 func BenchmarkResumableCut(b *testing.B) {
+	for _, reset := range []bool{false, true} {
+		name := "close"
+		if reset {
+			name = "reset"
+		}
+		b.Run(name, func(b *testing.B) { benchResumableCut(b, reset) })
+	}
+}
+
+func benchResumableCut(b *testing.B, reset bool) {
 	const size = 1 << 30
 	const cut = size * 9 / 10
 	e := newEnv(b, envOptions{maxUpload: size})
@@ -41,7 +56,7 @@ func BenchmarkResumableCut(b *testing.B) {
 	for b.Loop() {
 		path := c.create(size, tusMetadata("filename", "big.mp4", "filetype", "video/mp4"))
 		start := time.Now()
-		streamCut(b, e.url, tok, path, cut, size)
+		streamCut(b, e.url, tok, path, cut, size, reset)
 		cutTook += time.Since(start).Seconds()
 
 		start = time.Now()
@@ -67,8 +82,10 @@ func BenchmarkResumableCut(b *testing.B) {
 // streamCut sends a PATCH of an empty upload that announces all of its
 // size bytes, sends the first sent of them, then closes the client's side
 // of the connection, and waits for the gateway to close its side: the
-// gateway is done with the request then.
-func streamCut(b *testing.B, url, tok, path string, sent, size int64) {
+// gateway is done with the request then. With reset it resets the
+// connection instead and returns at once; the HEAD that follows waits for
+// the upload's lock, which the gateway holds until it stored what it read.
+func streamCut(b *testing.B, url, tok, path string, sent, size int64, reset bool) {
 	b.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
@@ -80,6 +97,11 @@ func streamCut(b *testing.B, url, tok, path string, sent, size int64) {
 		path, conn.RemoteAddr(), tok, size)
 	if _, err := io.Copy(conn, &pattern{end: sent}); err != nil {
 		b.Fatalf("cut PATCH: %v", err)
+	}
+	if reset {
+		_ = conn.(*net.TCPConn).SetLinger(0)
+		conn.Close() // a reset: the gateway's read fails at once
+		return
 	}
 	conn.(*net.TCPConn).CloseWrite()
 	if _, err := io.Copy(io.Discard, conn); err != nil {
