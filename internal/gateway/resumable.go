@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -209,9 +210,10 @@ func (rs *resumable) complete(ctx context.Context, file gridfs.FileInfo) error {
 	return nil
 }
 
-// tusHeaders adds the expiration extension to tusd's answers: the
-// extension in the discovery (OPTIONS), and Upload-Expires on the answers
-// that create, resume or extend an upload.
+// tusHeaders adds the expiration extension to tusd's answers (the
+// extension in the discovery, OPTIONS, and Upload-Expires on the answers
+// that create, resume or extend an upload) and makes a new upload's
+// Location a path.
 type tusHeaders struct {
 	http.ResponseWriter
 	method   string
@@ -227,6 +229,13 @@ func (t *tusHeaders) WriteHeader(status int) {
 	case status/100 != 2:
 	case t.method == http.MethodPost || t.method == http.MethodPatch:
 		h.Set("Upload-Expires", time.Now().Add(t.lifetime).UTC().Format(http.TimeFormat))
+		// tusd makes the Location absolute from the request's Host and
+		// TLS, which behind a TLS-terminating ingress says http://: a
+		// path (the tus protocol allows one) is right wherever the client
+		// came in.
+		if u, err := url.Parse(h.Get("Location")); err == nil && u.Path != "" {
+			h.Set("Location", u.RequestURI())
+		}
 	case t.method == http.MethodHead && !t.expires.IsZero():
 		h.Set("Upload-Expires", t.expires.UTC().Format(http.TimeFormat))
 	}

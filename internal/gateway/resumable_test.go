@@ -66,8 +66,8 @@ func (c *tusClient) do(method, path string, header map[string]string, body io.Re
 func (c *tusClient) create(size int, meta string) string {
 	c.t.Helper()
 	r := c.do("POST", "/uploads", map[string]string{"Upload-Length": strconv.Itoa(size), "Upload-Metadata": meta}, nil)
-	if r.status != 201 || r.header.Get("Location") == "" {
-		c.t.Fatalf("create: %d %q", r.status, r.body)
+	if r.status != 201 || !strings.HasPrefix(r.header.Get("Location"), "/uploads/") {
+		c.t.Fatalf("create: %d %q, Location %q (want a path)", r.status, r.body, r.header.Get("Location"))
 	}
 	loc := r.header.Get("Location")
 	return loc[strings.Index(loc, "/uploads/"):]
