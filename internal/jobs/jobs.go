@@ -252,7 +252,9 @@ func (s *Store) update(ctx context.Context, what, id string, guard, set bson.D) 
 				e.Progress, _ = f.Value.(int)
 			}
 		}
-		s.changed(ctx, e)
+		if e.Status != "" { // a bookkeeping write (video_deleted) is no change to tell
+			s.changed(ctx, e)
+		}
 		return nil
 	}
 	if len(guard) == 0 {
