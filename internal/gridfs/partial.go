@@ -159,12 +159,7 @@ func (b *Bucket) putChunks(ctx context.Context, p *Partial, first int64, data []
 	for off := 0; off < len(data); off += size {
 		n := first + int64(off/size)
 		ids = append(ids, p.chunkID(n))
-		docs = append(docs, bson.D{
-			{Key: "_id", Value: p.chunkID(n)},
-			{Key: "files_id", Value: p.ID},
-			{Key: "n", Value: int32(n)},
-			{Key: "data", Value: bson.Binary{Data: data[off:min(off+size, len(data))]}},
-		})
+		docs = append(docs, chunkDoc(p.chunkID(n), p.ID, n, data[off:min(off+size, len(data))]))
 	}
 	_, err := b.chunks.InsertMany(ctx, docs)
 	if mongo.IsDuplicateKeyError(err) {
@@ -194,17 +189,7 @@ func (b *Bucket) Complete(ctx context.Context, p *Partial) (FileInfo, error) {
 	}
 	info := FileInfo{ID: p.ID, Name: p.Name, Length: p.Size, ChunkSize: p.ChunkSize,
 		UploadDate: time.Now().UTC().Truncate(time.Millisecond), Metadata: p.Metadata}
-	doc := bson.D{
-		{Key: "_id", Value: info.ID},
-		{Key: "length", Value: info.Length},
-		{Key: "chunkSize", Value: info.ChunkSize},
-		{Key: "uploadDate", Value: bson.NewDateTimeFromTime(info.UploadDate)},
-		{Key: "filename", Value: info.Name},
-	}
-	if info.Metadata != nil {
-		doc = append(doc, bson.E{Key: "metadata", Value: info.Metadata})
-	}
-	if _, err := b.files.InsertOne(ctx, doc); err != nil {
+	if _, err := b.files.InsertOne(ctx, info.document()); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return FileInfo{}, fmt.Errorf("complete %s: %w", p.ID.Hex(), ErrExists)
 		}

@@ -216,12 +216,7 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 			if n >= maxChunks {
 				return fmt.Errorf("%w: more than %d chunks", ErrTooLarge, maxChunks)
 			}
-			docs = append(docs, bson.D{
-				{Key: "_id", Value: u.chunkID(n)},
-				{Key: "files_id", Value: u.info.ID},
-				{Key: "n", Value: int32(n)},
-				{Key: "data", Value: bson.Binary{Data: buf[off:min(off+size, k)]}},
-			})
+			docs = append(docs, chunkDoc(u.chunkID(n), u.info.ID, n, buf[off:min(off+size, k)]))
 		}
 		if len(docs) == 0 {
 			continue
@@ -260,23 +255,38 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 		}
 	}
 	u.info.UploadDate = time.Now().UTC().Truncate(time.Millisecond)
-	doc := bson.D{
-		{Key: "_id", Value: u.info.ID},
-		{Key: "length", Value: u.info.Length},
-		{Key: "chunkSize", Value: u.info.ChunkSize},
-		{Key: "uploadDate", Value: bson.NewDateTimeFromTime(u.info.UploadDate)},
-		{Key: "filename", Value: u.info.Name},
-	}
-	if u.info.Metadata != nil {
-		doc = append(doc, bson.E{Key: "metadata", Value: u.info.Metadata})
-	}
-	if _, err := u.b.files.InsertOne(ctx, doc); err != nil {
+	if _, err := u.b.files.InsertOne(ctx, u.info.document()); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("%w: %w", ErrExists, err)
 		}
 		return fmt.Errorf("insert files document: %w", err)
 	}
 	return nil
+}
+
+// chunkDoc is chunk n of file, with the given _id.
+func chunkDoc(id, file bson.ObjectID, n int64, data []byte) bson.D {
+	return bson.D{
+		{Key: "_id", Value: id},
+		{Key: "files_id", Value: file},
+		{Key: "n", Value: int32(n)},
+		{Key: "data", Value: bson.Binary{Data: data}},
+	}
+}
+
+// document is f's files document, in the field order of the drivers'.
+func (f FileInfo) document() bson.D {
+	doc := bson.D{
+		{Key: "_id", Value: f.ID},
+		{Key: "length", Value: f.Length},
+		{Key: "chunkSize", Value: f.ChunkSize},
+		{Key: "uploadDate", Value: bson.NewDateTimeFromTime(f.UploadDate)},
+		{Key: "filename", Value: f.Name},
+	}
+	if f.Metadata != nil {
+		doc = append(doc, bson.E{Key: "metadata", Value: f.Metadata})
+	}
+	return doc
 }
 
 // claim is an upload's claim on a given file ID (see Upload): a lease

@@ -163,29 +163,27 @@ func ffprobePath(t *testing.T) string {
 // makeNoisyVideo writes an MP4 of about 6 MB of noise (hard to compress):
 // an upload long enough to be cut half-way.
 func makeNoisyVideo(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	cmd := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), "-v", "error", "-y",
+	return ffmpegFile(t, filepath.Join(dir, name),
 		"-f", "lavfi", "-i", "nullsrc=size=640x360:rate=25:duration=3,geq=lum='random(1)*255':cb=128:cr=128",
 		"-f", "lavfi", "-i", "sine=frequency=330:sample_rate=44100:duration=3",
 		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "16M", "-maxrate", "16M", "-bufsize", "4M", "-pix_fmt", "yuv420p",
-		"-c:a", "aac", "-b:a", "96k", "-shortest", p)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	return p
+		"-c:a", "aac", "-b:a", "96k", "-shortest")
 }
 
 // makeVideo writes a short MP4 (H.264 and AAC, moov first) of about 1.5 MB:
 // large enough for the upload to report progress more than once.
 func makeVideo(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	cmd := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), "-v", "error", "-y",
+	return ffmpegFile(t, filepath.Join(dir, name),
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=4",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=4",
 		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "3M", "-pix_fmt", "yuv420p",
-		"-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", p)
+		"-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart")
+}
+
+// ffmpegFile runs ffmpeg with args and the output path p, and returns p.
+func ffmpegFile(t *testing.T, p string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testenv.Getenv(t, "FFMPEG_PATH"), append(append([]string{"-v", "error", "-y"}, args...), p)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
