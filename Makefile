@@ -89,7 +89,7 @@ lint:
 ## bench: the benchmarks named by the issues, each against a baseline in the same run
 bench: stack-up
 	source $(MP3_RUN_DIR)/env && MP3_STACK=1 go test -run '^$$' -bench . -benchtime=1x -timeout 60m -v \
-		$$(ls -d ./internal/auth ./internal/gateway ./internal/converter 2>/dev/null) | grep -E '^(Benchmark|    |ok|FAIL|---)'
+		$$(ls -d ./internal/auth ./internal/gateway ./internal/converter ./internal/e2e 2>/dev/null) | grep -E '^(Benchmark|    |ok|FAIL|---)'
 
 ## load: load and soak test of the four binaries with a printed report (not part of test);
 ## LOAD_USERS (50), LOAD_SOAK (10m) and LOAD_SOAK_EVERY (1s) tune it
