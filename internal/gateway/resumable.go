@@ -55,7 +55,7 @@ func (s *Server) newResumable(bucket *gridfs.Bucket) (*resumable, error) {
 	})
 	composer := tusd.NewStoreComposer()
 	rs.store.UseIn(composer)
-	tus.NewLocker(bucket.Database().Collection(tus.LocksCollection), lockTTL).UseIn(composer)
+	tus.NewLocker(bucket.Database().Collection(gridfs.PartialLocksCollection), lockTTL).UseIn(composer)
 	h, err := tusd.NewHandler(tusd.Config{
 		StoreComposer:        composer,
 		BasePath:             resumablePath + "/",

@@ -18,6 +18,15 @@ import (
 // only once Complete has written its files document.
 const partialsCollection = "fs.partial"
 
+// PartialLocksCollection holds the locks of the requests writing partial
+// files (internal/tus's, leases of internal/lease). A lock a writer that
+// died left behind is taken over by the next request of its file;
+// ExpirePartials removes the ones nobody came back for.
+const PartialLocksCollection = "fs.partial.locks"
+
+// staleLocks: a lock expired this long ago is left by a writer that died.
+const staleLocks = time.Hour
+
 // Partial is a file written over several requests (a resumable upload) of
 // a size known up front. Its whole chunks go into fs.chunks as they
 // arrive; the bytes past the last whole chunk (Tail, less than a chunk)
@@ -276,7 +285,8 @@ func (b *Bucket) OpenPartials(ctx context.Context, owner string) (count, bytes i
 }
 
 // ExpirePartials aborts the partial files that expired before now, at
-// most limit of them (0: all), and returns how many it aborted.
+// most limit of them (0: all), and returns how many it aborted; it also
+// removes the locks left by writers that died.
 func (b *Bucket) ExpirePartials(ctx context.Context, now time.Time, limit int) (int, error) {
 	filter := bson.D{{Key: "expires", Value: bson.D{{Key: "$lt", Value: now}}}}
 	cur, err := b.partials().Find(ctx, filter)
@@ -303,6 +313,10 @@ func (b *Bucket) ExpirePartials(ctx context.Context, now time.Time, limit int) (
 		if err := b.Abort(ctx, id); err != nil {
 			return i, err
 		}
+	}
+	if _, err := b.files.Database().Collection(PartialLocksCollection).DeleteMany(ctx,
+		bson.D{{Key: "until", Value: bson.D{{Key: "$lt", Value: now.Add(-staleLocks)}}}}); err != nil {
+		return len(ids), fmt.Errorf("stale locks of partial files: %w", err)
 	}
 	return len(ids), nil
 }

@@ -131,7 +131,8 @@ func TestPartialReopenAndStrays(t *testing.T) {
 }
 
 // Aborting or expiring a partial file removes its chunks and state, but
-// never a file it completed; OpenPartials counts what is still open.
+// never a file it completed; the sweep also removes stale locks.
+// OpenPartials counts what is still open.
 func TestPartialAbortAndExpiry(t *testing.T) {
 	t.Parallel()
 	b, db := newBucket(t)
@@ -164,9 +165,20 @@ func TestPartialAbortAndExpiry(t *testing.T) {
 	if n, size, err := b.OpenPartials(ctx, "a"); err != nil || n != 2 || size != 7*cs {
 		t.Fatalf("open partials of a: %d, %d bytes, %v; want 2, %d", n, size, err, 7*cs)
 	}
+	// A lock left by a writer that died two hours ago, and one in force.
+	locks := db.Collection(PartialLocksCollection)
+	if _, err := locks.InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: "dead"}, {Key: "owner", Value: "x"}, {Key: "until", Value: now.Add(-2 * time.Hour)}},
+		bson.D{{Key: "_id", Value: "live"}, {Key: "owner", Value: "y"}, {Key: "until", Value: now.Add(time.Minute)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := b.ExpirePartials(ctx, now, 0)
 	if err != nil || got != 2 {
 		t.Fatalf("expired %d, %v; want 2 (the stale one and the completed one's state)", got, err)
+	}
+	if n, err := locks.CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+		t.Errorf("after the sweep: %d locks (%v), want the one in force", n, err)
 	}
 	if _, err := b.GetPartial(ctx, stale.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the stale partial file is still there: %v", err)

@@ -14,9 +14,6 @@ import (
 	"mp3converter/internal/lease"
 )
 
-// LocksCollection holds the uploads' locks, leases of internal/lease.
-const LocksCollection = "fs.partial.locks"
-
 // Locker gives one request at a time an upload, across the replicas: a
 // lease per upload in MongoDB, renewed while the request runs. Within one
 // replica tusd's memory locker goes first, so that a new request of an
@@ -29,7 +26,9 @@ type Locker struct {
 	poll  time.Duration
 }
 
-// NewLocker returns the locker whose leases are in c and last ttl
+// NewLocker returns the locker whose leases are in c
+// (gridfs.PartialLocksCollection, where the sweep removes the stale ones)
+// and last ttl
 // unrenewed (how long a replica that died keeps an upload from the others).
 func NewLocker(c *mongo.Collection, ttl time.Duration) *Locker {
 	return &Locker{local: memorylocker.New(), store: lease.NewStore(c, lease.Options{}), ttl: ttl, poll: 200 * time.Millisecond}

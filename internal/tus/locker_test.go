@@ -8,6 +8,7 @@ import (
 
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 
+	"mp3converter/internal/gridfs"
 	"mp3converter/internal/testenv"
 )
 
@@ -15,7 +16,7 @@ import (
 // collection); within a replica a new request asks the holder to let go.
 func TestLocker(t *testing.T) {
 	t.Parallel()
-	c := testenv.Mongo(t).Collection(LocksCollection)
+	c := testenv.Mongo(t).Collection(gridfs.PartialLocksCollection)
 	a, b := NewLocker(c, 1500*time.Millisecond), NewLocker(c, 1500*time.Millisecond)
 	ctx := context.Background()
 
