@@ -101,41 +101,13 @@ func benchVideo(b *testing.B) string {
 	if benchOnce.path != "" {
 		return benchOnce.path
 	}
-	ffmpeg := testenv.Getenv(b, "FFMPEG_PATH")
-	// Kept between runs (generating it takes a minute or two), as the e2e
-	// benchmarks keep theirs; its remuxes go beside it.
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(cache, "mp3converter-bench")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(dir, "bench-720p-5min.mp4")
-	if st, err := os.Stat(path); err == nil {
-		b.Logf("reusing %s (%.1f MB)", path, float64(st.Size())/1e6)
-		benchOnce.path = path
-		return path
-	}
-	t0 := time.Now()
-	part := path + ".part.mp4" // renamed once whole: an interrupted run leaves nothing to reuse
-	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-y",
+	benchOnce.path = testenv.CachedVideo(b, "bench-720p-5min.mp4",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=300",
 		"-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25:duration=300",
 		"-map", "1:v", "-map", "0:a",
 		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2500k",
-		"-c:a", "aac", "-b:a", "128k", "-ac", "2", part).CombinedOutput()
-	if err != nil {
-		b.Fatalf("generate the benchmark video: %v: %s", err, out)
-	}
-	if err := os.Rename(part, path); err != nil {
-		b.Fatal(err)
-	}
-	st, _ := os.Stat(path)
-	b.Logf("generated %s (%.1f MB) in %s", path, float64(st.Size())/1e6, time.Since(t0).Round(time.Second))
-	benchOnce.path = path
-	return path
+		"-c:a", "aac", "-b:a", "128k", "-ac", "2")
+	return benchOnce.path
 }
 
 func benchFaststart(b *testing.B, src string) string {

@@ -446,43 +446,16 @@ func benchClips(b *testing.B, ffmpeg string, n int) []string {
 // on first use: 5 minutes of 1280x720 at 25 fps, a moving test pattern
 // with per-frame noise so that x264 spends its whole 7500 kb/s (the bytes
 // are no more compressible than a camera's), with a 440 Hz tone in AAC;
-// the index at the end. It is kept in the user's cache directory, named
-// after its parameters, because generating it takes a minute or two
-// (BenchmarkConvert's ffmpegtest.Dir() is a temporary directory of the
-// converter package's test binary, removed when that binary ends).
-func benchLargeVideo(b *testing.B, ffmpeg string) string {
+// the index at the end. It is kept between runs (testenv.CachedVideo),
+// named after its parameters.
+func benchLargeVideo(b *testing.B, _ string) string {
 	b.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(cache, "mp3converter-bench")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	p := filepath.Join(dir, "pipeline-720p-5min-7500k-noise.mp4")
-	if st, err := os.Stat(p); err == nil {
-		b.Logf("reusing %s (%.1f MB)", p, float64(st.Size())/1e6)
-		return p
-	}
-	t0 := time.Now()
-	part := p + ".part" // renamed once complete: an interrupted run leaves no half video to reuse
-	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-y",
+	return testenv.CachedVideo(b, "pipeline-720p-5min-7500k-noise.mp4",
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=300,noise=alls=20:allf=t+u",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=300",
 		"-map", "0:v", "-map", "1:a",
 		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "7500k", "-maxrate", "7500k", "-bufsize", "15000k",
-		"-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "mp4", part).CombinedOutput()
-	if err != nil {
-		os.Remove(part)
-		b.Fatalf("generate the large video: %v: %s", err, out)
-	}
-	if err := os.Rename(part, p); err != nil {
-		b.Fatal(err)
-	}
-	st, _ := os.Stat(p)
-	b.Logf("generated %s (%.1f MB) in %s", p, float64(st.Size())/1e6, time.Since(t0).Round(time.Second))
-	return p
+		"-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "mp4")
 }
 
 // conversionDone returns the converter's "conversion done" log lines

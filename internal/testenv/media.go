@@ -2,11 +2,48 @@ package testenv
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
+
+// CachedVideo returns the path of the benchmarks' video name, kept in the
+// user's cache directory (mp3converter-bench) between runs because making
+// one takes minutes: the first time, ffmpeg makes it with args (the
+// output's path is appended), under a temporary name renamed once whole,
+// so that an interrupted run leaves nothing to reuse.
+func CachedVideo(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cache, "mp3converter-bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if st, err := os.Stat(p); err == nil {
+		t.Logf("reusing %s (%.1f MB)", p, float64(st.Size())/1e6)
+		return p
+	}
+	t0 := time.Now()
+	part := filepath.Join(dir, "part-"+name) // keeps the extension: ffmpeg picks the container by it
+	args = append(append([]string{"-nostdin", "-v", "error", "-y"}, args...), part)
+	if out, err := exec.Command(Getenv(t, "FFMPEG_PATH"), args...).CombinedOutput(); err != nil {
+		os.Remove(part)
+		t.Fatalf("make %s: %v: %s", name, err, out)
+	}
+	if err := os.Rename(part, p); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(p)
+	t.Logf("made %s (%.1f MB) in %s", p, float64(st.Size())/1e6, time.Since(t0).Round(time.Second))
+	return p
+}
 
 // Video writes name in a temporary directory: an MP4 as ffmpeg writes it by
 // default (H.264 and AAC, its index at the end) of the given seconds, a test
