@@ -60,21 +60,6 @@ func (b *readBudget) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// trackingReader remembers a read error of the request body, to tell a bad
-// or truncated upload (the client's fault) from a storage failure.
-type trackingReader struct {
-	r   io.Reader
-	err error
-}
-
-func (t *trackingReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.err = err
-	}
-	return n, err
-}
-
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {

@@ -126,7 +126,7 @@ func (s *Server) receive(ctx context.Context, r *http.Request, user string, maxF
 		if name == "" {
 			name = "upload"
 		}
-		src := &trackingReader{r: part}
+		src := &httpx.TrackingReader{R: part}
 		info, err := s.Videos.Upload(ctx, name, src, videoMeta{Owner: user, Filename: name, ContentType: ctype},
 			gridfs.UploadOptions{MaxBytes: maxFile})
 		switch {
@@ -134,8 +134,8 @@ func (s *Server) receive(ctx context.Context, r *http.Request, user string, maxF
 			return gridfs.FileInfo{}, "quota", quotaFull(s.opt.UserQuotaBytes)
 		case errors.Is(err, gridfs.ErrTooLarge):
 			return gridfs.FileInfo{}, "too_large", tooLarge(s.opt.MaxUploadBytes)
-		case src.err != nil:
-			return gridfs.FileInfo{}, "bad_body", bodyError(src.err)
+		case src.Err != nil:
+			return gridfs.FileInfo{}, "bad_body", bodyError(src.Err)
 		case err != nil:
 			return gridfs.FileInfo{}, "error", fmt.Errorf("%w: store video: %w", errStorage, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"mp3converter/internal/gridfs"
+	"mp3converter/internal/httpx"
 )
 
 // Options are a Store's collaborators and limits.
@@ -144,9 +145,9 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	if u.p.Done || u.p.Offset == u.p.Size {
 		return 0, nil
 	}
-	body := &errReader{r: src}
+	body := &httpx.TrackingReader{R: src}
 	n, err := u.s.b.Append(ctx, &u.p, body, time.Now().Add(u.s.opt.Lifetime))
-	if err != nil && body.err != nil && errors.Is(err, body.err) {
+	if err != nil && body.Err != nil && errors.Is(err, body.Err) {
 		err = nil
 	}
 	return n, err
@@ -190,18 +191,4 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 // it).
 func (u *upload) Terminate(ctx context.Context) error {
 	return u.s.b.Abort(ctx, u.p.ID)
-}
-
-// errReader remembers the error its reader returned.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		e.err = err
-	}
-	return n, err
 }
