@@ -182,6 +182,47 @@ func TestDurationCap(t *testing.T) {
 	}
 }
 
+// The common videos convert without ffprobe (ffmpeg says what it opened);
+// an MP3, copied as it is, needs it.
+func TestNoProbeForCommonVideos(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	opt := h.options()
+	opt.FFprobePath = "/nonexistent/ffprobe"
+	opt.Consume.MaxAttempts = 1
+	h.start(h.deps(), opt)
+	for _, m := range []string{"mp4", "mkv", "webm"} {
+		fid := h.submitFile(media(t, m), "a."+m, user)
+		if j := h.waitJob(fid, time.Minute); j.Status != jobs.Done {
+			t.Errorf("%s: job %+v, want done without ffprobe", m, j)
+		}
+	}
+	fid := h.submitFile(media(t, "mp3"), "a.mp3", user)
+	if j := h.waitJob(fid, time.Minute); j.Status != jobs.Failed || strings.Contains(j.Error, "not a video") {
+		t.Errorf("mp3: job %+v, want failed (transient: ffprobe is missing)", j)
+	}
+}
+
+// A video whose audio stops early is not "truncated": the audio's own
+// duration counts, not the container's, also against MAX_DURATION.
+func TestAudioShorterThanVideo(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []time.Duration{time.Hour, 2 * time.Second} {
+		t.Run(limit.String(), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			opt := h.options()
+			opt.MaxDuration = limit
+			h.start(h.deps(), opt)
+			fid := h.submitFile(media(t, "shortaudio"), "talk.mp4", user)
+			if j := h.waitJob(fid, time.Minute); j.Status != jobs.Done {
+				t.Fatalf("job %+v, want done", j)
+			}
+			h.checkMP3(fid, media(t, "shortaudio"), "talk.mp3", user)
+		})
+	}
+}
+
 // Messages that cannot be understood are acked, not retried; where a job
 // and a user are known they are told.
 func TestMalformedMessages(t *testing.T) {
@@ -387,7 +428,7 @@ func TestExhaustedAttemptsAreReportedAndDeadLettered(t *testing.T) {
 	h := newHarness(t)
 	opt := h.options()
 	opt.Consume.MaxAttempts = 2
-	opt.FFprobePath = "/nonexistent/ffprobe" // a broken deployment: not the video's fault
+	opt.FFmpegPath = "/nonexistent/ffmpeg" // a broken deployment: not the video's fault
 	h.start(h.deps(), opt)
 
 	fid := h.submitFile(media(t, "mp4"), "e.mp4", user)

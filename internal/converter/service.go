@@ -669,7 +669,7 @@ type mp3Meta struct {
 	Owner    string  `bson:"owner"`
 	VideoFID string  `bson:"video_fid"`
 	Filename string  `bson:"filename"`
-	Duration float64 `bson:"duration"` // seconds, as probed (capped by MaxDuration)
+	Duration float64 `bson:"duration"` // seconds: the MP3's length
 	Bitrate  int     `bson:"bitrate"`  // bits per second
 	Codec    string  `bson:"source_codec"`
 	Copied   bool    `bson:"copied"` // the source audio was MP3, copied without re-encoding

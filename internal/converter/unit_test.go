@@ -100,6 +100,12 @@ func TestFFmpegArgs(t *testing.T) {
 	if copied || !slices.Equal(args[len(args)-len(want):], want) || !slices.Contains(args, "-vn") {
 		t.Errorf("aac source: %v", args)
 	}
+	// Not probed: encoded, ffmpeg's negotiation picking rate and layout.
+	args, copied = ffmpegArgs("in", nil, "128k", time.Hour)
+	want = []string{"-c:a", "libmp3lame", "-b:a", "128k", "-t", "3600.000", "-f", "mp3", "pipe:1"}
+	if copied || !slices.Equal(args[len(args)-len(want):], want) {
+		t.Errorf("unprobed source: %v", args)
+	}
 }
 
 func TestDurationText(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -317,5 +318,105 @@ func TestFragmented(t *testing.T) {
 		if got := Fragmented(b[:min(len(b), 64<<10)]); got != c.want {
 			t.Errorf("%s: Fragmented %v, want %v", filepath.Base(c.path), got, c.want)
 		}
+	}
+}
+
+// A run tells what its input holds, from ffmpeg's own dump of it, as
+// ffprobe does: the format, the container's duration and the first audio
+// stream's codec; nothing for an input it cannot open.
+func TestRunReportsItsInput(t *testing.T) {
+	t.Parallel()
+	ffmpeg, ffprobe := testenv.Getenv(t, "FFMPEG_PATH"), testenv.Getenv(t, "FFPROBE_PATH")
+	for _, name := range []string{"mp4", "mkv", "avi-mp3", "webm", "ts", "mp3", "wav", "ogg", "noaudio"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			in := File(media(t, name))
+			want, err := probe(ffprobe, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p, err := Start(ctx, Cmd{Path: ffmpeg, Input: in, Output: toMP3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := p.Input(ctx)
+			_, _ = io.Copy(io.Discard, p)
+			_, werr := p.Wait()
+			if !ok || got.Format != want.Format || got.Duration < want.Duration-0.01 || got.Duration > want.Duration+0.01 {
+				t.Errorf("input %+v, %v; ffprobe: %+v", got, ok, want)
+			}
+			switch {
+			case want.Audio == nil && (got.Audio != nil || werr == nil):
+				t.Errorf("audio %+v, run %v; want none, and a failure", got.Audio, werr)
+			case want.Audio != nil && (got.Audio == nil || got.Audio.Codec != want.Audio.Codec || got.Audio.SampleRate != want.Audio.SampleRate):
+				t.Errorf("audio %+v; ffprobe: %+v", got.Audio, want.Audio)
+			}
+		})
+	}
+	t.Run("not media", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "noise.mp4")
+		if err := os.WriteFile(path, bytes.Repeat([]byte("not a video "), 1000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p, err := Start(ctx, Cmd{Path: ffmpeg, Input: File(path), Output: toMP3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := p.Input(ctx)
+		_, rerr := io.Copy(io.Discard, p)
+		var ee *ExitError
+		if ok || !errors.As(rerr, &ee) || !strings.Contains(ee.Stderr, "Invalid data") || strings.Contains(ee.Stderr, "[info]") {
+			t.Errorf("input %+v, %v, read %v; want none, and ffmpeg's error lines alone", got, ok, rerr)
+		}
+		_, _ = p.Wait()
+	})
+}
+
+// The dump is read from ffmpeg's own lines only: not from what a file's
+// metadata, printed below its stream, says, nor from a demuxer's messages;
+// an endless line is cut.
+func TestReportLines(t *testing.T) {
+	r := newReport()
+	lines := strings.Join([]string{
+		"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d] [info]   Stream #0:0: Audio: mp3, 8000 Hz",
+		"[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'http://127.0.0.1:1/x':",
+		"[info]   Metadata:",
+		"[info]     title           :   Duration: 99:00:00.00",
+		"[info]     comment         :   Stream #0:3: Audio: mp3, 8000 Hz",
+		"[info]   Duration: 00:05:00.02, start: 0.000000, bitrate: 7654 kb/s",
+		"[info]   Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p, 1280x720, 30 fps (default)",
+		"[info]     Metadata:",
+		"[info]       handler_name    : Stream #0:2: Audio: mp3",
+		"[info]   Stream #0:1[0x2](eng): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s (default)",
+		"[info]   Stream #0:2[0x3](und): Audio: mp3, 44100 Hz, mono, fltp, 64 kb/s",
+		"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d] [error] stream 1, offset 0x30: partial file",
+		"[info] Stream mapping:",
+		"[info]   Stream #0:3: Audio: mp3, 8000 Hz",
+		"[error] " + strings.Repeat("x", 3*maxLine),
+		"",
+	}, "\n")
+	for chunk := range slices.Chunk([]byte(lines), 7) { // lines arrive in pieces
+		_, _ = r.Write(chunk)
+	}
+	info, ok := r.input()
+	want := Info{Format: "mov,mp4,m4a,3gp,3g2,mj2", Duration: 300.02,
+		Audio: &Audio{Codec: "aac", SampleRate: 48000, Channels: 2, BitRate: 128000}}
+	if !ok || info.Format != want.Format || info.Duration != want.Duration || info.Audio == nil || *info.Audio != *want.Audio {
+		t.Errorf("input %+v (audio %+v), %v; want %+v (audio %+v)", info, info.Audio, ok, want, want.Audio)
+	}
+	select {
+	case <-r.ended:
+	default:
+		t.Error("the dump did not end at Stream mapping")
+	}
+	errs := r.String()
+	if !strings.HasPrefix(errs, "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d] stream 1, offset 0x30: partial file\n") ||
+		strings.Contains(errs, "[info]") || strings.Contains(errs, "[error]") || len(errs) > 1200 {
+		t.Errorf("error lines %.200q (%d bytes); want the two errors, without their level, cut", errs, len(errs))
 	}
 }

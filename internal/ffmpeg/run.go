@@ -38,7 +38,7 @@ func (c Cmd) Args() []string { return c.args(c.Input.name) }
 
 // args is Args with input as the input's name (a Seekable input's URL).
 func (c Cmd) args(input string) []string {
-	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", // see report
 		"-progress", "pipe:3", "-stats_period", "0.5"}
 	args = append(args, inputOptions(c.Input)...)
 	args = append(args, "-i", input)
@@ -86,7 +86,7 @@ func (e *ExitError) Unwrap() error { return e.Err }
 type Process struct {
 	cmd    *exec.Cmd
 	out    *readahead.Reader // stdout, drained ahead of the reader
-	stderr *tailBuffer
+	stderr *report
 	check  func(Result) error
 
 	outTime  atomic.Int64 // µs of output written so far (from -progress)
@@ -104,7 +104,7 @@ type Process struct {
 
 // Start starts c; ffmpeg is killed when ctx ends. The caller reads the output with Read, and in the end calls Wait.
 func Start(ctx context.Context, c Cmd) (*Process, error) {
-	p := &Process{stderr: &tailBuffer{max: 4096}, check: c.Check,
+	p := &Process{stderr: newReport(), check: c.Check,
 		progDone: make(chan struct{}), feedDone: make(chan struct{})}
 	input := c.Input.name
 	started := make(chan struct{}) // closed once p.cmd.Process is set
@@ -155,7 +155,7 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	close(started)
 	pw.Close() // the child has its copy: EOF when it exits
 	go p.readProgress(pr)
-	p.out = readahead.New(stdout, 8, 256<<10)
+	p.out = readahead.New(&firstOutput{r: stdout, report: p.stderr}, 8, 256<<10)
 	if src != nil {
 		go p.feed(src, stdin)
 	} else {
@@ -206,6 +206,35 @@ func (p *Process) readProgress(pr *os.File) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, pr) // a too-long line: keep the pipe drained
+}
+
+// Input waits until ffmpeg has opened its input and said what it holds
+// (its dump of the input: see report), or has begun its output, or has
+// exited, or ctx ends; it returns what the dump told, with ok false when
+// there was none. The Info has no stream durations: Duration is the
+// container's.
+func (p *Process) Input(ctx context.Context) (info Info, ok bool) {
+	select {
+	case <-p.stderr.ended:
+	case <-ctx.Done():
+	}
+	return p.stderr.input()
+}
+
+// firstOutput ends the report's input dump at the first byte of output,
+// whatever ffmpeg printed before it.
+type firstOutput struct {
+	r      io.Reader
+	report *report
+	once   sync.Once
+}
+
+func (f *firstOutput) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	if n > 0 || err != nil {
+		f.once.Do(f.report.finishDump)
+	}
+	return n, err
 }
 
 // Position is the time of output written so far.
@@ -264,6 +293,7 @@ func (p *Process) wait() error {
 		err := p.cmd.Wait() // closes stdout: a read-ahead still reading stops
 		p.out.Close()
 		<-p.progDone
+		p.stderr.finish()
 		p.closeServer()
 		if err != nil {
 			p.waitErr = &ExitError{Err: err, Stderr: p.stderr.String()}

@@ -121,6 +121,38 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// UploadOptions.Metadata gives the metadata once the last byte is read:
+// what is known only then is in the files document.
+func TestUploadMetadataAtTheEnd(t *testing.T) {
+	t.Parallel()
+	b, _ := newBucket(t)
+	data := content(2*cs+5, 3)
+	r := &countingReader{r: bytes.NewReader(data)}
+	info, err := b.Upload(testCtx(t), "f", r, bson.M{"early": true}, UploadOptions{
+		Metadata: func() any { return bson.M{"bytes_read": r.n} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Stat(testCtx(t), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := st.Metadata.Lookup("bytes_read").AsInt64OK(); !ok || n != int64(len(data)) || st.Metadata.Lookup("early").Type != 0 {
+		t.Errorf("metadata %v; want bytes_read %d alone", st.Metadata, len(data))
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func TestOpenOffsets(t *testing.T) {
 	t.Parallel()
 	b, _ := newBucket(t)

@@ -38,6 +38,12 @@ type UploadOptions struct {
 	// that writer's exclusive lease on the file): its claim on the ID is
 	// taken over at once, expired or not, and its chunks removed.
 	Supersede string
+	// Metadata, when not nil, is called once the last byte is read, just
+	// before the files document is written: what it returns (a document,
+	// or nil) is the file's metadata, in place of Upload's meta. It is for
+	// what is known only at the end, such as the length of what a
+	// converter made.
+	Metadata func() any
 }
 
 // uploadsCollection holds the claims of the uploads with a given ID that
@@ -75,13 +81,9 @@ func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any,
 	if chunkSize < 0 || opt.MaxBytes < 0 {
 		return FileInfo{}, fmt.Errorf("upload %q: %w: chunk size %d, max bytes %d", name, errBadOptions, chunkSize, opt.MaxBytes)
 	}
-	var metaDoc bson.Raw
-	if meta != nil {
-		raw, err := bson.Marshal(meta)
-		if err != nil {
-			return FileInfo{}, fmt.Errorf("upload %q: %w: metadata: %w", name, errBadOptions, err)
-		}
-		metaDoc = raw
+	metaDoc, err := marshalMetadata(meta)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("upload %q: %w", name, err)
 	}
 	info := FileInfo{ID: opt.ID, Name: name, ChunkSize: chunkSize, Metadata: metaDoc}
 	given := !opt.ID.IsZero()
@@ -92,6 +94,7 @@ func (b *Bucket) Upload(ctx context.Context, name string, r io.Reader, meta any,
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("upload %q: %w", name, err)
 	}
+	u.metadata = opt.Metadata
 	if given {
 		ttl := opt.ClaimTTL
 		if ttl <= 0 {
@@ -160,6 +163,8 @@ type upload struct {
 	chunks int64   // chunks inserted so far
 	wrote  bool    // an insert was attempted: cleanup is needed on failure
 	claim  *claim  // the claim on a given ID, or nil
+
+	metadata func() any // UploadOptions.Metadata
 }
 
 func newUpload(b *Bucket, info FileInfo) (*upload, error) {
@@ -254,6 +259,13 @@ func (u *upload) run(ctx context.Context, r io.Reader, maxBytes int64, verify bo
 			return fmt.Errorf("%w: %d of %d chunks left", ErrConflict, got, u.chunks)
 		}
 	}
+	if u.metadata != nil {
+		doc, err := marshalMetadata(u.metadata())
+		if err != nil {
+			return err
+		}
+		u.info.Metadata = doc
+	}
 	u.info.UploadDate = time.Now().UTC().Truncate(time.Millisecond)
 	if _, err := u.b.files.InsertOne(ctx, u.info.document()); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
@@ -272,6 +284,18 @@ func chunkDoc(id, file bson.ObjectID, n int64, data []byte) bson.D {
 		{Key: "n", Value: int32(n)},
 		{Key: "data", Value: bson.Binary{Data: data}},
 	}
+}
+
+// marshalMetadata is meta as a files document's metadata (nil: none).
+func marshalMetadata(meta any) (bson.Raw, error) {
+	if meta == nil {
+		return nil, nil
+	}
+	raw, err := bson.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", errBadOptions, err)
+	}
+	return raw, nil
 }
 
 // document is f's files document, in the field order of the drivers'.

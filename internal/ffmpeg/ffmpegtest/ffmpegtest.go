@@ -33,10 +33,12 @@ var specs = map[string][]string{
 	"mov":           {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mov"},
 	"mkv":           {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libvorbis", "-f", "matroska"},
 	"noaudio":       {"-map", "1:v", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4"},
-	"ts":            {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts"},
-	"mp3":           {"-map", "0:a", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3"},
-	"wav":           {"-map", "0:a", "-c:a", "pcm_s16le", "-f", "wav"},
-	"ogg":           {"-map", "0:a", "-c:a", "libvorbis", "-f", "ogg"},
+	// Its audio stops after 1 s; the container lasts as its video does.
+	"shortaudio": {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-af", "atrim=end=1", "-c:a", "aac", "-f", "mp4"},
+	"ts":         {"-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts"},
+	"mp3":        {"-map", "0:a", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3"},
+	"wav":        {"-map", "0:a", "-c:a", "pcm_s16le", "-f", "wav"},
+	"ogg":        {"-map", "0:a", "-c:a", "libvorbis", "-f", "ogg"},
 }
 
 var media struct {
