@@ -42,7 +42,9 @@
 //
 //   - an MP4/MOV with its index (moov box) before the media data ("faststart")
 //     is piped to ffmpeg's stdin while it downloads: download and conversion
-//     overlap. The index, read first, is what ffprobe inspects;
+//     overlap. The index, read first, is what ffprobe inspects (with
+//     SEEKABLE_INPUT, the default, ffmpeg reads the stored file where it
+//     needs to, and says itself what it opened: see transcode);
 //   - anything else (an MP4 written without faststart, ffmpeg's default, needs
 //     a seekable input; other containers are read from a file for safety) is
 //     downloaded to a temporary file in SCRATCH_DIR, removed afterwards.
@@ -60,9 +62,10 @@
 //
 // # Inputs
 //
-// ffprobe and ffmpeg open only a file ("file:" path) or a pipe, with
+// ffprobe and ffmpeg open only a file ("file:" path), a pipe or the
+// loopback URL of a seekable input, with
 // -protocol_whitelist, and only common media containers, with
-// -format_whitelist (see package ffmpeg): never a URL, and never a demuxer that
+// -format_whitelist (see package ffmpeg): never another URL, nor a demuxer that
 // follows a playlist or script (HLS, DASH, concat, SDP/RTSP, image
 // sequences, lavfi). Before that, the first bytes of the video are sniffed:
 // an HLS or PLS playlist, a DASH manifest, an ffconcat script, an SDP
