@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,7 +78,7 @@ func BenchmarkPipelineClips(b *testing.B) {
 		// The uploads go C at a time, as the baseline converts: a client
 		// that sent all 40 at once would have the gateway parse 40 bodies
 		// on the two cores the first conversions need.
-		t0 = time.Now()
+		t0, cpu0 := time.Now(), readCPU()
 		err = parallel(len(files), benchConcurrency, func(i int) error {
 			fid, err := s.uploadFile(context.Background(), tok, files[i])
 			fids[i] = fid
@@ -87,8 +88,12 @@ func BenchmarkPipelineClips(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.waitReadyMails(b, email, fids, 20*time.Minute)
-		sumPipeline += time.Since(t0)
+		took := time.Since(t0)
+		sumPipeline += took
 		n++
+		by, all := cpuSince(cpu0, s.benchPIDs())
+		b.Logf("CPU seconds during the pipeline: %.2f of the %.2f its %.2fs on %d cores had; by process: %s",
+			all, took.Seconds()*float64(runtime.NumCPU()), took.Seconds(), runtime.NumCPU(), by)
 	}
 	// The iteration's time is baseline and pipeline together: meaningless,
 	// so it is left out (a zero ns/op is not printed).
@@ -177,7 +182,7 @@ func BenchmarkPipelineLargeFile(b *testing.B) {
 		email, tok = benchUser(b, s, "bench_large")
 		t0 = time.Now()
 		fid, err = s.uploadFile(ctx, tok, video)
-		t1 := time.Now()
+		t1, cpu1 := time.Now(), readCPU()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -185,6 +190,8 @@ func BenchmarkPipelineLargeFile(b *testing.B) {
 		sumWhole += time.Since(t0)
 		sumAfter += time.Since(t1)
 		n++
+		by, all := cpuSince(cpu1, s.benchPIDs())
+		b.Logf("CPU seconds from the upload's 200 to the email: %.2f in %.2fs; by process: %s", all, time.Since(t1).Seconds(), by)
 	}
 	_, peak := s.converter.RSS()
 	b.ReportMetric(0, "ns/op") // baselines and pipeline together: meaningless
