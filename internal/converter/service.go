@@ -460,7 +460,8 @@ func (s *Service) handle(ctx context.Context, j *job) (string, error) {
 	default:
 		defer func() {
 			read := ra.Fetched()
-			j.phases = append(j.phases, "read_bytes", read, "read_ratio", math.Round(float64(read)/float64(info.Length)*1000)/1000)
+			j.phases = append(j.phases, "read_bytes", read, "read_ratio", math.Round(float64(read)/float64(info.Length)*1000)/1000,
+				"read_queries", ra.Queries())
 			s.d.Metrics.read(read, info.Length)
 		}()
 		head := make([]byte, min(info.Length, 64<<10))
