@@ -140,6 +140,7 @@ type MailSummary struct {
 	From      MailAddr
 	To        []MailAddr
 	Subject   string
+	Created   time.Time // when Mailpit received it
 }
 
 // MailMessage is one message as Mailpit parsed it.
