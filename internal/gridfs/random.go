@@ -142,10 +142,11 @@ func (ra *RandomAccess) Err() error {
 
 // Close stops the stream and waits for it; later reads fail.
 func (ra *RandomAccess) Close() error {
+	ra.stop()
 	ra.mu.Lock()
 	ra.closed = true
+	ra.changed.Broadcast() // a stream waiting for readers ends
 	ra.mu.Unlock()
-	ra.stop()
 	ra.wg.Wait()
 	return nil
 }
@@ -211,7 +212,12 @@ func (ra *RandomAccess) get(n int64, sequential bool) ([]byte, error) {
 			ra.changed.Broadcast()
 			ra.changed.Wait()
 			continue
-		case sequential && !ra.noStream:
+		case (sequential || n == 0 && st == nil) && !ra.noStream:
+			// A read of the file's first chunk, before any other, starts
+			// the stream too: whoever reads a file's header goes on to its
+			// body (ffmpeg, after an MP4's index at the end), and on
+			// FerretDB a query for one chunk costs as much as a scan of
+			// the whole collection, a stream's first batch no more.
 			ra.startStream(n)
 			continue
 		}
@@ -311,6 +317,7 @@ func (ra *RandomAccess) startStream(n int64) {
 	if ra.st != nil && ra.st.err == nil {
 		ra.st.err = errStreamMoved
 		ra.st.stop()
+		ra.changed.Broadcast() // it may be waiting for readers
 	}
 	ctx, stop := context.WithCancel(ra.ctx)
 	st := &stream{next: n, target: min(n+1+int64(ra.opt.Ahead), ra.info.chunks()), stop: stop}
@@ -351,10 +358,10 @@ func (ra *RandomAccess) run(ctx context.Context, st *stream) {
 	total := ra.info.chunks()
 	for {
 		ra.mu.Lock()
-		for st.err == nil && st.next >= st.target && ctx.Err() == nil {
+		for st.err == nil && st.next >= st.target && st.next < total && ctx.Err() == nil && !ra.closed {
 			ra.changed.Wait()
 		}
-		n, stopped := st.next, st.err != nil || ctx.Err() != nil
+		n, stopped := st.next, st.err != nil || ctx.Err() != nil || ra.closed
 		ra.mu.Unlock()
 		if stopped || n >= total {
 			end(io.EOF)
