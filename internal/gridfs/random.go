@@ -16,7 +16,7 @@ import (
 
 // RandomOptions tune a RandomAccess; zero values take the defaults.
 type RandomOptions struct {
-	// CacheChunks bounds the chunks held (default 64: 16 MiB of 255 KiB
+	// CacheChunks bounds the chunks held (default 32: 8 MiB of 255 KiB
 	// chunks), the stream's read-ahead included.
 	CacheChunks int
 	// Ahead is how many chunks the stream reads ahead of the furthest
@@ -30,7 +30,7 @@ type RandomOptions struct {
 
 func (o RandomOptions) withDefaults() RandomOptions {
 	if o.CacheChunks <= 0 {
-		o.CacheChunks = 64
+		o.CacheChunks = 32
 	}
 	if o.Ahead <= 0 {
 		o.Ahead = 16
@@ -212,12 +212,7 @@ func (ra *RandomAccess) get(n int64, sequential bool) ([]byte, error) {
 			ra.changed.Broadcast()
 			ra.changed.Wait()
 			continue
-		case (sequential || n == 0 && st == nil) && !ra.noStream:
-			// A read of the file's first chunk, before any other, starts
-			// the stream too: whoever reads a file's header goes on to its
-			// body (ffmpeg, after an MP4's index at the end), and on
-			// FerretDB a query for one chunk costs as much as a scan of
-			// the whole collection, a stream's first batch no more.
+		case sequential && !ra.noStream:
 			ra.startStream(n)
 			continue
 		}

@@ -82,32 +82,6 @@ func TestRandomAccess(t *testing.T) {
 		}
 	})
 
-	t.Run("the header's read starts the stream", func(t *testing.T) {
-		// A sniff of the head, a look at the end (an MP4's index), then
-		// the body from the start: one stream and one fetch, whatever
-		// MaxGap says.
-		ra, err := b.OpenRandom(ctx, info.ID, RandomOptions{MaxGap: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ra.Close()
-		head := make([]byte, 100)
-		if _, err := ra.ReadAt(head, 0); err != nil || !bytes.Equal(head, data[:100]) {
-			t.Fatalf("head: %v or wrong bytes", err)
-		}
-		if _, err := ra.ReadAt(head, int64(len(data))-100); err != nil || !bytes.Equal(head, data[len(data)-100:]) {
-			t.Fatalf("tail: %v or wrong bytes", err)
-		}
-		r := ra.NewReader()
-		body := make([]byte, 20*cs)
-		if _, err := io.ReadFull(r, body); err != nil || !bytes.Equal(body, data[:20*cs]) {
-			t.Fatalf("body: %v or wrong bytes", err)
-		}
-		if q := ra.Queries(); q != 2 {
-			t.Errorf("%d queries; want 2 (the stream from chunk 0, the last chunk)", q)
-		}
-	})
-
 	t.Run("seeks fetch only the chunks read", func(t *testing.T) {
 		// MaxGap 1: the costs of a server with an index on n (MongoDB).
 		ra, err := b.OpenRandom(ctx, info.ID, RandomOptions{MaxGap: 1})
