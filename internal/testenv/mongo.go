@@ -27,7 +27,10 @@ func Mongo(t testing.TB) *mongo.Database {
 	}
 	db := client.Database(Name("test"))
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Minutes: on FerretDB, dropping a database that holds a 2 GiB file
+		// (the large-file benchmark), or whose chunks a converter is still
+		// deleting, takes more than one.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if err := db.Drop(ctx); err != nil {
 			t.Errorf("drop test database %s: %v", db.Name(), err)
