@@ -108,11 +108,7 @@ func TestFaststartStreamsWithoutScratchSpace(t *testing.T) {
 	opt.Consume.MaxAttempts = 1
 	h.start(h.deps(), opt)
 
-	fast := h.submitFile(media(t, "mp4-faststart"), "fast.mp4", user)
-	if j := h.waitJob(fast, time.Minute); j.Status != jobs.Done {
-		t.Fatalf("faststart job %+v, want done", j)
-	}
-	h.checkMP3(fast, media(t, "mp4-faststart"), "fast.mp3", user)
+	h.converts("mp4-faststart", "fast.mp4")
 
 	// The other needs the scratch directory: a transient failure, here on
 	// the last attempt, so reported and dead-lettered.
@@ -214,11 +210,7 @@ func TestAudioShorterThanVideo(t *testing.T) {
 			opt := h.options()
 			opt.MaxDuration = limit
 			h.start(h.deps(), opt)
-			fid := h.submitFile(media(t, "shortaudio"), "talk.mp4", user)
-			if j := h.waitJob(fid, time.Minute); j.Status != jobs.Done {
-				t.Fatalf("job %+v, want done", j)
-			}
-			h.checkMP3(fid, media(t, "shortaudio"), "talk.mp3", user)
+			h.converts("shortaudio", "talk.mp4")
 		})
 	}
 }

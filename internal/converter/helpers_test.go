@@ -337,6 +337,19 @@ func (h *harness) waitIdle() {
 	})
 }
 
+// converts submits clip (a name for media) as user's filename, waits for
+// its job to be done and checks its MP3, named as filename with .mp3; it
+// returns the video's fid.
+func (h *harness) converts(clip, filename string) string {
+	h.t.Helper()
+	fid := h.submitFile(media(h.t, clip), filename, user)
+	if j := h.waitJob(fid, time.Minute); j.Status != jobs.Done {
+		h.t.Fatalf("%s: job %+v, want done", filename, j)
+	}
+	h.checkMP3(fid, media(h.t, clip), strings.TrimSuffix(filename, filepath.Ext(filename))+".mp3", user)
+	return fid
+}
+
 // checkMP3 asserts that fid has exactly one MP3, stored under the video's
 // ID with the expected metadata, whose audio ffprobe reads as MP3 of the
 // source's duration; it returns what ffprobe saw.

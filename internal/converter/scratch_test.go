@@ -76,11 +76,7 @@ func TestStaleScratchFilesAreRemovedAtStart(t *testing.T) {
 	h.start(h.deps(), opt)
 	// Not faststart: converted through a temporary file in dir, after the
 	// start-up sweep.
-	fid := h.submitFile(media(t, "mp4"), "s.mp4", user)
-	if j := h.waitJob(fid, time.Minute); j.Status != jobs.Done {
-		t.Fatalf("job %+v, want done", j)
-	}
-	h.checkMP3(fid, media(t, "mp4"), "s.mp3", user)
+	h.converts("mp4", "s.mp4")
 
 	var left []string
 	ents, err := os.ReadDir(dir)
