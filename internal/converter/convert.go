@@ -109,7 +109,7 @@ func (s *Service) transcode(ctx context.Context, j *job, in ffmpeg.Input, pr *ff
 	var audio *ffmpeg.Audio // nil: not probed
 	if pr != nil {
 		if pr.Audio == nil {
-			return gridfs.FileInfo{}, permanent("the video has no audio track", fmt.Errorf("format %s", pr.Format))
+			return gridfs.FileInfo{}, noAudio(pr)
 		}
 		if dur := pr.Seconds(); dur > maxDur {
 			return gridfs.FileInfo{}, s.tooLong(fmt.Errorf("%.1f s of audio", dur))
@@ -224,9 +224,14 @@ func (s *Service) whyFailed(ctx context.Context, in ffmpeg.Input, werr error) er
 	case err != nil:
 		return s.probeFailed(err)
 	case pr.Audio == nil:
-		return permanent("the video has no audio track", fmt.Errorf("format %s", pr.Format))
+		return noAudio(&pr)
 	}
 	return permanent(undecodable, werr)
+}
+
+// noAudio is the failure of a file that ffprobe found (pr) has no audio.
+func noAudio(pr *ffmpeg.Info) error {
+	return permanent("the video has no audio track", fmt.Errorf("format %s", pr.Format))
 }
 
 // probeFailed is a probe's error: permanent when ffprobe refused the input.
