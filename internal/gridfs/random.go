@@ -69,6 +69,7 @@ type RandomAccess struct {
 
 	fetched atomic.Int64 // bytes of chunk data from the server
 	queries atomic.Int64 // finds sent (fetches and streams)
+	readers atomic.Int64 // readers made: each one's number (see get)
 
 	mu       sync.Mutex
 	changed  *sync.Cond // a chunk arrived or the stream ended
@@ -90,6 +91,7 @@ type chunk struct {
 
 // stream is the cursor reading the file forward.
 type stream struct {
+	reader int64 // the number of the reader it was started for
 	next   int64 // the chunk it reads next
 	target int64 // it reads while next < target
 	err    error // why it ended (nil while it runs)
@@ -153,12 +155,15 @@ func (ra *RandomAccess) Close() error {
 
 // NewReader returns a reader of the file from its start, which may Seek; it
 // is for one goroutine. Readers share the chunks read.
-func (ra *RandomAccess) NewReader() io.ReadSeeker { return &randomReader{ra: ra, last: -2} }
+func (ra *RandomAccess) NewReader() io.ReadSeeker { return ra.reader(0) }
+
+func (ra *RandomAccess) reader(pos int64) *randomReader {
+	return &randomReader{ra: ra, id: ra.readers.Add(1), pos: pos, last: -2}
+}
 
 // ReadAt reads len(p) bytes at off (io.ReaderAt).
 func (ra *RandomAccess) ReadAt(p []byte, off int64) (int, error) {
-	r := &randomReader{ra: ra, pos: off, last: -2}
-	n, err := io.ReadFull(r, p)
+	n, err := io.ReadFull(ra.reader(off), p)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = io.EOF
 	}
@@ -178,9 +183,15 @@ func (ra *RandomAccess) gap() int64 {
 	return min(max(1, int64(perFetch/perChunk)), int64(ra.opt.CacheChunks))
 }
 
-// get returns chunk n's data. sequential: the reader read chunk n-1 and
-// the one before it, so the stream should follow it.
-func (ra *RandomAccess) get(n int64, sequential bool) ([]byte, error) {
+// get returns chunk n's data to reader r. sequential: r read chunk n-1
+// and the one before it, so the stream should follow it, unless it was
+// started for a newer reader than r. Two readers far apart that each moved
+// the stream to their own place would stall each other, the stream never
+// delivering a chunk before it moved again: ffmpeg, after a seek over
+// HTTP, starts its new request before it closes the one it left, which
+// goes on reading ahead meanwhile. The newer reader is the one ffmpeg
+// reads on; the older fetches its chunks on its own until it is closed.
+func (ra *RandomAccess) get(r int64, n int64, sequential bool) ([]byte, error) {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	for {
@@ -212,8 +223,8 @@ func (ra *RandomAccess) get(n int64, sequential bool) ([]byte, error) {
 			ra.changed.Broadcast()
 			ra.changed.Wait()
 			continue
-		case sequential && !ra.noStream:
-			ra.startStream(n)
+		case sequential && !ra.noStream && (st == nil || st.err != nil || r >= st.reader):
+			ra.startStream(r, n)
 			continue
 		}
 		// A fetch of its own, without the lock.
@@ -308,14 +319,14 @@ func (ra *RandomAccess) check(n int64, doc bson.Raw) ([]byte, error) {
 }
 
 // startStream replaces the stream by one from chunk n; ra.mu held.
-func (ra *RandomAccess) startStream(n int64) {
+func (ra *RandomAccess) startStream(r, n int64) {
 	if ra.st != nil && ra.st.err == nil {
 		ra.st.err = errStreamMoved
 		ra.st.stop()
 		ra.changed.Broadcast() // it may be waiting for readers
 	}
 	ctx, stop := context.WithCancel(ra.ctx)
-	st := &stream{next: n, target: min(n+1+int64(ra.opt.Ahead), ra.info.chunks()), stop: stop}
+	st := &stream{reader: r, next: n, target: min(n+1+int64(ra.opt.Ahead), ra.info.chunks()), stop: stop}
 	ra.st = st
 	ra.wg.Add(1)
 	go ra.run(ctx, st)
@@ -403,6 +414,7 @@ func (ra *RandomAccess) run(ctx context.Context, st *stream) {
 // randomReader is one sequential reader of a RandomAccess.
 type randomReader struct {
 	ra     *RandomAccess
+	id     int64 // its number: readers made later have higher ones
 	pos    int64
 	last   int64 // chunk this reader read last (-2: none yet)
 	streak int   // chunks read in sequence since the last seek
@@ -439,7 +451,7 @@ func (r *randomReader) Read(p []byte) (int, error) {
 	// A reader that has read a whole chunk and goes on is sequential: the
 	// stream follows it. One that only crosses into the next chunk (a
 	// sample of one track) is not.
-	data, err := r.ra.get(n, r.streak > 1)
+	data, err := r.ra.get(r.id, n, r.streak > 1)
 	if err != nil {
 		return 0, err
 	}

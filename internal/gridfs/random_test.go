@@ -211,3 +211,63 @@ func TestRandomAccessServerDown(t *testing.T) {
 		t.Error("wrong bytes after the server came back")
 	}
 }
+
+// Two sequential readers far apart, as ffmpeg leaves them when it seeks over
+// HTTP (the request it left still reads ahead while the new one starts):
+// both get the file's bytes, and they do not take the one stream from each
+// other in turn (which once made a conversion stall, every move restarting
+// the stream before it delivered a chunk). The newer reader keeps the
+// stream; the older one fetches its chunks on its own.
+func TestRandomAccessTwoSequentialReaders(t *testing.T) {
+	t.Parallel()
+	b, _ := newBucket(t)
+	ctx := testCtx(t)
+	data := content(60*cs+7, 14)
+	info, err := b.Upload(ctx, "f", bytes.NewReader(data), nil, UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := b.OpenRandom(ctx, info.ID, RandomOptions{MaxGap: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	// A stalled pair restarts the stream without end: stop it there.
+	const maxQueries = 200
+	watch, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		for watch.Err() == nil && ra.Queries() <= maxQueries {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if watch.Err() == nil {
+			_ = ra.Close()
+		}
+	}()
+	read := func(from, to int64) <-chan error {
+		done := make(chan error, 1)
+		r := ra.NewReader()
+		go func() {
+			if _, err := r.Seek(from, io.SeekStart); err != nil {
+				done <- err
+				return
+			}
+			got := make([]byte, to-from)
+			_, err := io.ReadFull(r, got)
+			if err == nil && !bytes.Equal(got, data[from:to]) {
+				err = errors.New("wrong bytes")
+			}
+			done <- err
+		}()
+		return done
+	}
+	old, recent := read(0, 30*cs), read(30*cs, int64(len(data)))
+	for name, done := range map[string]<-chan error{"old": old, "recent": recent} {
+		if err := <-done; err != nil {
+			t.Errorf("the %s reader: %v (%d queries sent)", name, err, ra.Queries())
+		}
+	}
+	if q := ra.Queries(); q > maxQueries {
+		t.Errorf("%d queries for 61 chunks: the readers took the stream from each other", q)
+	}
+}
