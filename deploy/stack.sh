@@ -27,6 +27,9 @@
 #   POSTGRES_PORT (5432)  FERRETDB_PG_DB (mp3_ferretdb)
 #   FERRETDB_PORT (27018) MAILPIT_SMTP_PORT (1025) MAILPIT_HTTP_PORT (8025):
 #       when unset and the default is taken, the next free port is used.
+#   FERRETDB_INDEXED=1  give FerretDB's tables the indexes its queries can use
+#       (see index_ferretdb): to measure what a server with MongoDB's indexes
+#       does; unset, they are stock (new tables only, either way).
 #   MP3_NEED_CHROMIUM=1  install Debian's chromium when missing (browser tests);
 #       CHROMIUM_PATH is exported in the env file whenever chromium is installed.
 set -euo pipefail
@@ -247,6 +250,45 @@ ensure_postgres() {
 		wait_until 10 "PostgreSQL login as $DEV_USER@127.0.0.1:$POSTGRES_PORT" pg_dev 'select 1'
 	fi
 	POSTGRES_URL=postgres://$DEV_USER:$(dev_password)@127.0.0.1:$POSTGRES_PORT/$FERRETDB_PG_DB
+	index_ferretdb
+}
+
+# index_ferretdb: with FERRETDB_INDEXED=1, an event trigger in FerretDB's
+# database gives each table it creates GIN indexes on _id (every
+# collection) and on files_id and n (GridFS chunks). FerretDB 1.x sends an
+# equality filter as `_jsonb->'field' @> value`, which its own btree
+# indexes cannot serve: every chunk lookup scans the whole collection
+# (270 ms on a 300 MB one), where MongoDB uses its {files_id, n} index.
+# With these, such lookups take a millisecond, as on MongoDB; ranges are
+# still filtered by FerretDB itself. For benchmarks: the services are the
+# same either way. Without it, the trigger is removed.
+index_ferretdb() {
+	local sql
+	if [ "${FERRETDB_INDEXED:-}" = 1 ]; then
+		sql=$(cat <<-'SQL'
+			CREATE OR REPLACE FUNCTION mp3_index_ferretdb() RETURNS event_trigger LANGUAGE plpgsql AS $$
+			DECLARE t record;
+			BEGIN
+				FOR t IN SELECT object_identity AS name FROM pg_event_trigger_ddl_commands()
+						WHERE command_tag = 'CREATE TABLE' AND object_identity NOT LIKE '%._ferretdb_%' LOOP
+					EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''_id''))', t.name);
+					IF t.name LIKE '%\_chunks\_%' THEN
+						EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''files_id''))', t.name);
+						EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''n''))', t.name);
+					END IF;
+				END LOOP;
+			END $$;
+			DROP EVENT TRIGGER IF EXISTS mp3_index_ferretdb;
+			CREATE EVENT TRIGGER mp3_index_ferretdb ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+				EXECUTE FUNCTION mp3_index_ferretdb();
+		SQL
+		)
+		note indexes "FerretDB's new tables get GIN indexes (FERRETDB_INDEXED=1)"
+	else
+		sql='DROP EVENT TRIGGER IF EXISTS mp3_index_ferretdb;'
+	fi
+	as_root su postgres -s /bin/sh -c "cd / && psql -X -q -p $POSTGRES_PORT -d $FERRETDB_PG_DB -v ON_ERROR_STOP=1" \
+		<<<"SET client_min_messages = warning; $sql" >/dev/null || die "could not set FerretDB's indexes (FERRETDB_INDEXED)"
 }
 
 # ---------------------------------------------------------------- ffmpeg
@@ -449,10 +491,11 @@ write_env() {
 		MAILPIT_URL="http://127.0.0.1:$MAILPIT_HTTP_PORT" \
 		FFMPEG_PATH="$FFMPEG_PATH" FFPROBE_PATH="$FFPROBE_PATH" \
 		MP3_RUN_DIR="$RUN" MP3_TOOLS_BIN="$BIN" \
-		CHROMIUM_PATH="$CHROMIUM_PATH"; do
+		CHROMIUM_PATH="$CHROMIUM_PATH" FERRETDB_INDEXED="${FERRETDB_INDEXED:-}"; do
 		# RABBITMQ_MGMT_URL only when the management plugin answers, CHROMIUM_PATH
-		# only when chromium is installed.
-		case $kv in RABBITMQ_MGMT_URL= | CHROMIUM_PATH=) continue ;; esac
+		# only when chromium is installed, FERRETDB_INDEXED only when set (the
+		# benchmarks print it).
+		case $kv in RABBITMQ_MGMT_URL= | CHROMIUM_PATH= | FERRETDB_INDEXED=) continue ;; esac
 		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}" >>"$tmp"
 	done
 	mv -f "$tmp" "$ENVFILE"

@@ -53,6 +53,7 @@ import (
 // "one-run" (each track in one run) are the files where ffmpeg needs few
 // of the bytes; "mkv" a container without the MP4 question.
 func BenchmarkConvert(b *testing.B) {
+	testenv.LogStorage(b)
 	src := benchVideo(b)
 	for _, c := range []struct {
 		name string

@@ -48,6 +48,7 @@ const benchConcurrency = 2
 //	source .run/env && MP3_STACK=1 go test -run '^$' -bench Pipeline -benchtime=1x -timeout 60m -v ./internal/e2e/
 func BenchmarkPipelineClips(b *testing.B) {
 	benchNeedsStack(b)
+	testenv.LogStorage(b)
 	const clips = 40
 	ffmpeg := testenv.Getenv(b, "FFMPEG_PATH")
 	files := benchClips(b, ffmpeg, clips)
@@ -133,6 +134,7 @@ func BenchmarkPipelineClips(b *testing.B) {
 //	source .run/env && MP3_STACK=1 go test -run '^$' -bench Pipeline -benchtime=1x -timeout 60m -v ./internal/e2e/
 func BenchmarkPipelineLargeFile(b *testing.B) {
 	benchNeedsStack(b)
+	testenv.LogStorage(b)
 	b.Run("287MB", func(b *testing.B) { benchLargeFile(b, benchLargeVideo(b), nil) })
 	// Issue 15's memory bound holds for a 2 GiB file too: the converter
 	// holds a bounded cache of chunks, never the file.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -40,4 +41,16 @@ func Mongo(t testing.TB) *mongo.Database {
 		}
 	})
 	return db
+}
+
+// LogStorage logs which storage a benchmark measures: stock FerretDB, or
+// FerretDB with the indexes a MongoDB server would use (the stack's
+// FERRETDB_INDEXED=1, see deploy/stack.sh).
+func LogStorage(b testing.TB) {
+	b.Helper()
+	if os.Getenv("FERRETDB_INDEXED") == "1" {
+		b.Logf("storage: FerretDB with GIN indexes its lookups use (FERRETDB_INDEXED=1): point reads cost about what MongoDB's index makes them cost")
+		return
+	}
+	b.Logf("storage: stock FerretDB (each chunk lookup scans its collection); FERRETDB_INDEXED=1 deploy/stack.sh up measures with indexes")
 }
