@@ -185,7 +185,9 @@ func (ra *RandomAccess) gap() int64 {
 
 // get returns chunk n's data to reader r. sequential: r read chunk n-1
 // and the one before it, so the stream should follow it, unless it was
-// started for a newer reader than r. Two readers far apart that each moved
+// started for a newer reader than r and still reads for it (an idle stream,
+// read up to its target, is anyone's: its reader may have stopped). Two
+// readers far apart that each moved
 // the stream to their own place would stall each other, the stream never
 // delivering a chunk before it moved again: ffmpeg, after a seek over
 // HTTP, starts its new request before it closes the one it left, which
@@ -223,7 +225,7 @@ func (ra *RandomAccess) get(r int64, n int64, sequential bool) ([]byte, error) {
 			ra.changed.Broadcast()
 			ra.changed.Wait()
 			continue
-		case sequential && !ra.noStream && (st == nil || st.err != nil || r >= st.reader):
+		case sequential && !ra.noStream && (st == nil || st.err != nil || r >= st.reader || st.next >= st.target):
 			ra.startStream(r, n)
 			continue
 		}

@@ -271,3 +271,37 @@ func TestRandomAccessTwoSequentialReaders(t *testing.T) {
 		t.Errorf("%d queries for 61 chunks: the readers took the stream from each other", q)
 	}
 }
+
+// A newer reader that stops does not keep the stream from an older one
+// that goes on: the older reads at stream speed, not a query per chunk.
+func TestRandomAccessStreamOfAStoppedReader(t *testing.T) {
+	t.Parallel()
+	b, _ := newBucket(t)
+	ctx := testCtx(t)
+	data := content(60*cs, 15)
+	info, err := b.Upload(ctx, "f", bytes.NewReader(data), nil, UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := b.OpenRandom(ctx, info.ID, RandomOptions{MaxGap: 1, CacheChunks: 8, Ahead: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	old := ra.NewReader()
+	if _, err := io.ReadFull(old, make([]byte, 3*cs)); err != nil {
+		t.Fatal(err)
+	}
+	// The newer reader reads three chunks far ahead in sequence, and stops.
+	if _, err := ra.ReadAt(make([]byte, 3*cs), 40*cs); err != nil {
+		t.Fatal(err)
+	}
+	before := ra.Queries()
+	got := make([]byte, 30*cs)
+	if _, err := io.ReadFull(old, got); err != nil || !bytes.Equal(got, data[3*cs:33*cs]) {
+		t.Fatalf("the older reader: %v or wrong bytes", err)
+	}
+	if q := ra.Queries() - before; q > 10 {
+		t.Errorf("%d queries for 30 chunks read in sequence: the older reader fetched them one by one", q)
+	}
+}
