@@ -156,8 +156,11 @@ func (r *report) dump(msg string) {
 	r.info.Audio = a
 }
 
-// end marks the dump as over (r.mu held): at its end, at the first output
-// byte, or when ffmpeg exits.
+// end marks the dump as over (r.mu held): at its end, or when ffmpeg
+// exits. Not at the first byte of output: ffmpeg writes its whole dump, and
+// "Stream mapping:" after it, before any output, but the output can reach
+// us before the lines on stderr are read, which once ended the dump empty
+// (a truncated file then passed unchecked, its duration unknown).
 func (r *report) end() {
 	if !r.done {
 		r.done = true
@@ -171,13 +174,6 @@ func (r *report) input() (Info, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.info, r.seen
-}
-
-// finishDump ends the dump (the output has begun).
-func (r *report) finishDump() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.end()
 }
 
 // finish takes a last line without its newline and ends the dump (ffmpeg

@@ -91,6 +91,7 @@ type Process struct {
 
 	outTime  atomic.Int64 // µs of output written so far (from -progress)
 	progDone chan struct{}
+	errDone  chan struct{} // closed when stderr has been read to its end
 
 	feedDone chan struct{} // closed when the stdin feeder has returned
 	feedErr  error         // set before feedDone is closed
@@ -105,7 +106,7 @@ type Process struct {
 // Start starts c; ffmpeg is killed when ctx ends. The caller reads the output with Read, and in the end calls Wait.
 func Start(ctx context.Context, c Cmd) (*Process, error) {
 	p := &Process{stderr: newReport(), check: c.Check,
-		progDone: make(chan struct{}), feedDone: make(chan struct{})}
+		progDone: make(chan struct{}), errDone: make(chan struct{}), feedDone: make(chan struct{})}
 	input := c.Input.name
 	started := make(chan struct{}) // closed once p.cmd.Process is set
 	if c.Input.open != nil {
@@ -125,13 +126,23 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
 	p.cmd = cmd
-	cmd.Stderr = p.stderr
+	// stderr through a pipe of our own, read to its end (see readStderr).
+	er, ew, err := os.Pipe()
+	if err != nil {
+		p.closeServer()
+		return nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	cmd.Stderr = ew
 	pr, pw, err := os.Pipe()
 	if err != nil {
+		er.Close()
+		ew.Close()
 		p.closeServer()
 		return nil, fmt.Errorf("progress pipe: %w", err)
 	}
 	fail := func(err error) (*Process, error) {
+		er.Close()
+		ew.Close()
 		pr.Close()
 		pw.Close()
 		p.closeServer()
@@ -154,8 +165,10 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	}
 	close(started)
 	pw.Close() // the child has its copy: EOF when it exits
+	ew.Close()
 	go p.readProgress(pr)
-	p.out = readahead.New(&firstOutput{r: stdout, report: p.stderr}, 8, 256<<10)
+	go p.readStderr(er)
+	p.out = readahead.New(stdout, 8, 256<<10)
 	if src != nil {
 		go p.feed(src, stdin)
 	} else {
@@ -208,9 +221,19 @@ func (p *Process) readProgress(pr *os.File) {
 	_, _ = io.Copy(io.Discard, pr) // a too-long line: keep the pipe drained
 }
 
+// readStderr feeds ffmpeg's stderr to the report, and ends it at EOF (ffmpeg
+// has exited): the input's dump ends when every line before the exit has
+// been read, whatever reached us first on the other pipes.
+func (p *Process) readStderr(r *os.File) {
+	defer close(p.errDone)
+	defer r.Close()
+	_, _ = io.Copy(p.stderr, r)
+	p.stderr.finish()
+}
+
 // Input waits until ffmpeg has opened its input and said what it holds
-// (its dump of the input: see report), or has begun its output, or has
-// exited, or ctx ends; it returns what the dump told, with ok false when
+// (its dump of the input, which ffmpeg ends before any output: see
+// report), or has exited, or ctx ends; it returns what the dump told, with ok false when
 // there was none. The Info has no stream durations: Duration is the
 // container's.
 func (p *Process) Input(ctx context.Context) (info Info, ok bool) {
@@ -219,22 +242,6 @@ func (p *Process) Input(ctx context.Context) (info Info, ok bool) {
 	case <-ctx.Done():
 	}
 	return p.stderr.input()
-}
-
-// firstOutput ends the report's input dump at the first byte of output,
-// whatever ffmpeg printed before it.
-type firstOutput struct {
-	r      io.Reader
-	report *report
-	once   sync.Once
-}
-
-func (f *firstOutput) Read(b []byte) (int, error) {
-	n, err := f.r.Read(b)
-	if n > 0 || err != nil {
-		f.once.Do(f.report.finishDump)
-	}
-	return n, err
 }
 
 // Position is the time of output written so far.
@@ -293,7 +300,7 @@ func (p *Process) wait() error {
 		err := p.cmd.Wait() // closes stdout: a read-ahead still reading stops
 		p.out.Close()
 		<-p.progDone
-		p.stderr.finish()
+		<-p.errDone
 		p.closeServer()
 		if err != nil {
 			p.waitErr = &ExitError{Err: err, Stderr: p.stderr.String()}
