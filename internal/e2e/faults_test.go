@@ -173,8 +173,8 @@ func TestFaultRabbitMQRestart(t *testing.T) {
 }
 
 // FerretDB unreachable for a few seconds during conversions: the
-// conversions fail, are retried and complete once it is back; an upload
-// during the outage gets 503.
+// conversions in flight are retried or wait it out, and all complete once
+// it is back, each once; an upload during the outage gets 503.
 func TestFaultFerretDBDown(t *testing.T) {
 	t.Parallel()
 	s := startSuiteWith(t, suiteOptions{env: map[string]string{"FFMPEG_PATH": realtimeFFmpeg(t)}})
@@ -212,10 +212,13 @@ func TestFaultFerretDBDown(t *testing.T) {
 		t.Fatalf("mp3s bucket: %+v, want %d complete MP3s", fc, len(accepted))
 	}
 	s.checkJobList(t, tok, fids)
-	// The outage did hit conversions in flight (they were retried).
-	if v, err := metric(s.converter, "conversions_total", `result="retry"`); err != nil || v < 1 {
-		t.Errorf("conversions retried: %v (%v), want ≥ 1: the outage missed the conversions", v, err)
-	}
+	// The outage began with a conversion in flight (waited for above). It
+	// either failed and was retried, or rode the outage out: the seekable
+	// input holds a small video's chunks, and the driver waits for the
+	// server to come back before its write gives up. Both are right; which
+	// one happens depends on where ffmpeg was when the server went.
+	v, _ := metric(s.converter, "conversions_total", `result="retry"`)
+	t.Logf("conversions retried after the outage: %v", v)
 	alive(t, s.gateway, s.auth, s.converter, s.notification)
 }
 
